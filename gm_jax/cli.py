@@ -1,0 +1,156 @@
+"""``gm-jax``: train | sample | eval | data.
+
+    gm-jax train CONFIG --workdir DIR [--config.FIELD=VALUE ...]
+    gm-jax sample --workdir DIR [--num N] [--seed S] [--sampler NAME --steps N --eta E --guidance W --label L]
+    gm-jax eval --workdir DIR [--num_batches N]
+    gm-jax data prepare NAME [--data_dir DIR] [--source_dir DIR] | gm-jax data list
+
+Bad input prints one line ``gm-jax: error: ...`` naming the problem and the fix, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from gm_jax.core.errors import ConfigError, GmJaxError
+
+SAMPLER_ARGS = ("sampler", "steps", "eta", "guidance", "label", "temperature")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gm-jax", description="Generative models as pure JAX functions.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) a model from a config file")
+    t.add_argument("config", help="path of a config file with get_config(), e.g. experiments/configs/vae.py")
+    t.add_argument("--workdir", required=True, help="run directory: config.json, checkpoints, logs, samples")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("--workdir", required=True)
+    s.add_argument("--num", type=int, default=64, help="number of samples")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/sample)")
+    s.add_argument("--sampler", default=None, help="sampler name (families with several samplers)")
+    s.add_argument("--steps", type=int, default=None, help="number of sampler steps")
+    s.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1]")
+    s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    s.add_argument("--label", type=int, default=None, help="class label for conditional models")
+    s.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+
+    e = sub.add_parser("eval", help="evaluate a trained run on its eval split; writes WORKDIR/eval.json")
+    e.add_argument("--workdir", required=True)
+    e.add_argument("--num_batches", type=int, default=0, help="eval batches (0: the whole eval split)")
+
+    d = sub.add_parser("data", help="datasets: list them, or prepare one offline from local files")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dp = dsub.add_parser("prepare", help="prepare a dataset with gm_jax's local TFDS builder")
+    dp.add_argument("name")
+    dp.add_argument("--data_dir", default="", help="TFDS data_dir (default $GM_JAX_DATA_DIR or ~/tensorflow_datasets)")
+    dp.add_argument("--source_dir", default="", help="folder with the raw files (IDX .gz, CIFAR-10 batches)")
+    dsub.add_parser("list", help="list dataset names")
+    return p
+
+
+def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from gm_jax.train.config import apply_overrides, load_config_file
+    from gm_jax.train.loop import train
+
+    config = apply_overrides(load_config_file(args.config), overrides)
+    t0 = time.perf_counter()
+    state = train(config, args.workdir)
+    print(f"trained to step {int(state.step)} in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
+    return 0
+
+
+def _sampler_kwargs(args: argparse.Namespace, sample_fn) -> dict:
+    given = {k: getattr(args, k) for k in SAMPLER_ARGS if getattr(args, k) is not None}
+    params = inspect.signature(sample_fn).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in given if k not in params and not takes_any]
+    if unknown:
+        raise ConfigError(f"this model's sampler does not take --{unknown[0]}; "
+                          f"it takes: {', '.join(k for k in params if k not in ('params', 'key', 'num')) or 'none'}")
+    return given
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gm_jax.train.images import save_samples
+    from gm_jax.train.loop import draw_samples, load_workdir
+
+    if args.num < 1:
+        raise ConfigError(f"--num must be >= 1, got {args.num}")
+    run, state = load_workdir(args.workdir)
+    if run.family.sample is None:
+        raise ConfigError(f"family {run.family.name!r} cannot sample")
+    kwargs = _sampler_kwargs(args, run.family.sample)
+    t0 = time.perf_counter()
+    x, info = draw_samples(run.family, state.sampling_params(), args.seed, args.num, **kwargs)
+    seconds = time.perf_counter() - t0
+    prefix = args.out or os.path.join(args.workdir, "samples", "sample")
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    save_samples(x, prefix + ".png", run.pipeline.spec.value_range)
+    np.savez(prefix + ".npz", samples=x, **{k: np.asarray(v) for k, v in info.items()})
+    print(json.dumps({"num": args.num, "seconds_incl_compile": round(seconds, 3), **info,
+                      "png": prefix + ".png", "npz": prefix + ".npz"}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from gm_jax.train.loop import evaluate, load_workdir
+
+    run, state = load_workdir(args.workdir)
+    results = {"step": int(state.step), **evaluate(run, state, args.num_batches)}
+    path = os.path.join(args.workdir, "eval.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(path + ".tmp", path)
+    print(json.dumps(results))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from gm_jax.data import DATASET_NAMES, prepare
+
+    if args.data_command == "list":
+        print("\n".join(DATASET_NAMES))
+        return 0
+    path = prepare(args.name, data_dir=args.data_dir or None, source_dir=args.source_dir or None)
+    print(f"prepared {args.name} in {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = [a for a in argv if a.startswith("--config.")]
+    args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
+    if overrides and args.command != "train":
+        print(f"gm-jax: error: --config.* overrides apply to `gm-jax train` only, not `{args.command}`",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.command == "train":
+            return cmd_train(args, overrides)
+        if args.command == "sample":
+            return cmd_sample(args)
+        if args.command == "eval":
+            return cmd_eval(args)
+        return cmd_data(args)
+    except GmJaxError as e:
+        print(f"gm-jax: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gm-jax: interrupted; the last checkpoint is intact and `gm-jax train` resumes from it",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

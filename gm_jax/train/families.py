@@ -1,0 +1,29 @@
+"""Which module builds each family named by ``config.model.family``.
+
+Modules are imported on first use, so a run pays only for the family it trains. Every module provides
+``make_family(config, spec) -> gm_jax.core.Family`` and ``model_defaults() -> ConfigDict``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from gm_jax.core.errors import check_choice
+from gm_jax.core.family import DataSpec, Family
+
+FAMILY_MODULES: dict[str, str] = {
+    "autoencoder": "gm_jax.autoencoders.family",
+    "vae": "gm_jax.autoencoders.family",
+}
+
+
+def family_module(name: str) -> Any:
+    """The module that implements family ``name``."""
+    check_choice("model.family", name, FAMILY_MODULES)
+    return importlib.import_module(FAMILY_MODULES[name])
+
+
+def build_family(config: Any, spec: DataSpec) -> Family:
+    """``make_family(config, spec)`` of the module named by ``config.model.family``."""
+    return family_module(config.model.family).make_family(config, spec)
