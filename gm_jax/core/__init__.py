@@ -1,14 +1,21 @@
 """Core: errors, PRNG helpers, the train state and the family protocol (no networks, no I/O)."""
 
-from gm_jax.core.errors import (CheckpointError, ConfigError, DataError, GmJaxError, TrainingDiverged,
-                                check_choice, require)
+from gm_jax.core.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    GmJaxError,
+    TrainingDiverged,
+    check_choice,
+    require,
+)
 from gm_jax.core.family import Batch, DataSpec, Family, Metrics
 from gm_jax.core.optim import make_optimizer
-from gm_jax.core.rng import example_keys, per_example_normal, seed_key, step_key
+from gm_jax.core.rng import example_keys, per_example_normal, purpose_key, seed_key, step_key
 from gm_jax.core.state import PyTree, TrainState, apply_gradients, ema_update
 
 __all__ = [
     "Batch", "CheckpointError", "ConfigError", "DataError", "DataSpec", "Family", "GmJaxError", "Metrics",
     "PyTree", "TrainState", "TrainingDiverged", "apply_gradients", "check_choice", "ema_update",
-    "example_keys", "make_optimizer", "per_example_normal", "require", "seed_key", "step_key",
+    "example_keys", "make_optimizer", "per_example_normal", "purpose_key", "require", "seed_key", "step_key",
 ]

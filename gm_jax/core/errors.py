@@ -33,7 +33,7 @@ def require(condition: bool, message: str, error: type[GmJaxError] = ConfigError
         raise error(message)
 
 
-def check_choice(kind: str, value: str, choices: "list[str] | tuple[str, ...] | dict") -> None:
+def check_choice(kind: str, value: str, choices: list[str] | tuple[str, ...] | dict) -> None:
     """Raise a ConfigError naming the valid choices when ``value`` is not one of them."""
     names = sorted(choices)
     if value not in names:

@@ -11,7 +11,8 @@ dataset has classes). Images are ``[B, H, W, C]`` in the range given by ``DataSp
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import jax
 import jax.numpy as jnp
 
@@ -20,6 +22,12 @@ def seed_key(seed: int) -> jax.Array:
 def step_key(root: jax.Array, step: jax.Array | int) -> jax.Array:
     """Key of training step ``step``: ``fold_in(root, step)``."""
     return jax.random.fold_in(root, step)
+
+
+def purpose_key(root: jax.Array, purpose: str) -> jax.Array:
+    """A key for one named use of the run's root key (``"sample"``, ``"eval"``, ``"init"``):
+    ``fold_in(root, crc32(purpose))``, stable across processes and versions."""
+    return jax.random.fold_in(root, zlib.crc32(purpose.encode()) & 0x7FFFFFFF)
 
 
 def example_keys(key: jax.Array, first_index: jax.Array | int, num: int) -> jax.Array:

@@ -34,7 +34,7 @@ class TrainState(struct.PyTreeNode):
 
     @classmethod
     def create(cls, rng: jax.Array, params: PyTree, tx: optax.GradientTransformation | None = None,
-               use_ema: bool = False, extra: PyTree = None) -> "TrainState":
+               use_ema: bool = False, extra: PyTree = None) -> TrainState:
         """A state at step 0. ``opt_state = tx.init(params)`` (or ``()`` without ``tx``)."""
         opt_state = tx.init(params) if tx is not None else ()
         ema = jax.tree.map(jnp.copy, params) if use_ema else None
