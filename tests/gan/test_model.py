@@ -1,0 +1,103 @@
+"""Network shapes (traced with eval_shape, no compilation), pixel shuffle, weight demodulation, style mixing
+and shape errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gm_jax.core.errors import ConfigError
+from gm_jax.gan import model as m
+
+KEY = jax.random.key(0)
+
+
+def out_shape(module, *args):
+    variables = jax.eval_shape(lambda: module.init(KEY, *args))
+    return jax.eval_shape(lambda v: module.apply(v, *args), variables).shape
+
+
+def test_dcgan_shapes_unconditional_and_conditional():
+    z, labels = jnp.zeros((3, 16)), jnp.zeros(3, jnp.int32)
+    assert out_shape(m.DCGANGenerator((28, 28, 1), 8), z) == (3, 28, 28, 1)
+    assert out_shape(m.DCGANGenerator((32, 32, 3), 8, num_classes=10), z, labels) == (3, 32, 32, 3)
+    assert out_shape(m.DCGANDiscriminator(8), jnp.zeros((3, 28, 28, 1))) == (3,)
+    assert out_shape(m.DCGANDiscriminator(8, num_classes=10), jnp.zeros((3, 32, 32, 3)), labels) == (3,)
+    assert out_shape(m.MLPGenerator(2, 16, 2), z) == (3, 2)
+    assert out_shape(m.MLPDiscriminator(16, 2), jnp.zeros((3, 2))) == (3,)
+
+
+def test_image_to_image_shapes():
+    x = jnp.zeros((2, 32, 32, 3))
+    assert out_shape(m.UNetGenerator(1, 8, depth=4), x) == (2, 32, 32, 1)
+    assert out_shape(m.PatchGANDiscriminator(8, num_layers=3), x, jnp.zeros((2, 32, 32, 1))) == (2, 4, 4, 1)
+    assert out_shape(m.CycleGANGenerator(3, 8, 2, 2), x) == (2, 32, 32, 3)
+    small = jnp.zeros((2, 8, 8, 3))
+    assert out_shape(m.SRGANGenerator(2, 3, 8, 2), small) == (2, 16, 16, 3)
+    assert out_shape(m.SRGANGenerator(4, 3, 8, 2), small) == (2, 32, 32, 3)
+    assert out_shape(m.StyleGANGenerator(16, 3, 8, 8, 2), jnp.zeros((2, 8))) == (2, 16, 16, 3)
+
+
+def test_batch_stat_norm_normalises_each_channel():
+    h = jax.random.normal(KEY, (6, 5, 5, 3)) * 3.0 + 2.0
+    norm = m.BatchStatNorm()
+    out = norm.apply(norm.init(KEY, h), h)
+    np.testing.assert_allclose(jnp.mean(out, axis=(0, 1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(jnp.var(out, axis=(0, 1, 2)), 1.0, rtol=1e-3)
+
+
+def test_pixel_shuffle_matches_loop_reference():
+    r = 2
+    x = np.arange(2 * 3 * 2 * 12, dtype=np.float32).reshape(2, 3, 2, 12)
+    ref = np.zeros((2, 6, 4, 3), np.float32)
+    for b, h, w, c, i, j in np.ndindex(2, 3, 2, 3, r, r):
+        ref[b, h * r + i, w * r + j, c] = x[b, h, w, c * r * r + i * r + j]
+    np.testing.assert_array_equal(m.pixel_shuffle(jnp.asarray(x), r), ref)
+
+
+def test_modulation_and_demodulation():
+    rng = np.random.default_rng(0)
+    w, s = rng.normal(size=(3, 3, 4, 5)).astype(np.float32), rng.uniform(0.5, 2.0, (2, 4)).astype(np.float32)
+    modulate = jax.jit(m.modulate_weights, static_argnums=2)
+    mod = np.asarray(modulate(w, s, False))
+    np.testing.assert_allclose(mod[1, :, :, 2, :], w[:, :, 2, :] * s[1, 2], rtol=1e-6)
+    demod = np.asarray(modulate(w, s, True))
+    np.testing.assert_allclose(np.sqrt(np.sum(demod ** 2, axis=(1, 2, 3))), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(demod, mod / np.sqrt(np.sum(mod ** 2, axis=(1, 2, 3), keepdims=True)), rtol=1e-5)
+
+
+def test_style_mixing_and_noise_inputs():
+    gen = m.StyleGANGenerator(resolution=4, out_channels=3, features=8, w_dim=8, mapping_layers=2)
+    z1, z2 = jax.random.normal(KEY, (2, 8)), jax.random.normal(jax.random.key(1), (2, 8))
+    params = jax.jit(gen.init)(KEY, z1)
+    mix = jax.jit(lambda p, z, zm, c: gen.apply(p, z, zm, c))
+    noisy = jax.jit(lambda p, z, k: gen.apply(p, z, rngs={"noise": k}))
+    plain = jax.jit(gen.apply)
+    plain1, plain2 = plain(params, z1), plain(params, z2)
+    num = m.num_styles(4)
+    np.testing.assert_allclose(mix(params, z1, z2, jnp.array(num)), plain1, atol=1e-5)
+    np.testing.assert_allclose(mix(params, z1, z2, jnp.array(0)), plain2, atol=1e-5)
+    mixed = mix(params, z1, z2, jnp.array(1))
+    assert not np.allclose(mixed, plain1, atol=1e-4) and not np.allclose(mixed, plain2, atol=1e-4)
+    # Noise: zero strength at init -> no effect; non-zero strength -> the result follows the noise key.
+    np.testing.assert_allclose(noisy(params, z1, jax.random.key(5)), plain1, atol=1e-6)
+    shifted = jax.tree.map(lambda p: p + 0.5, params)
+    a, b = noisy(shifted, z1, jax.random.key(5)), noisy(shifted, z1, jax.random.key(6))
+    assert not np.allclose(a, b, atol=1e-4)
+    np.testing.assert_array_equal(a, noisy(shifted, z1, jax.random.key(5)))
+
+
+def test_bad_shapes_and_options_raise_one_line_config_errors():
+    z = jnp.zeros((3, 16))
+    bad = [
+        lambda: out_shape(m.DCGANGenerator((28, 28, 1), 8, num_classes=10), z, jnp.zeros(2, jnp.int32)),
+        lambda: out_shape(m.DCGANDiscriminator(8, num_classes=10), jnp.zeros((3, 28, 28, 1))),
+        lambda: out_shape(m.PatchGANDiscriminator(8), jnp.zeros((2, 32, 32, 3)), jnp.zeros((2, 16, 16, 3))),
+        lambda: out_shape(m.SRGANGenerator(3, 3, 8, 1), jnp.zeros((1, 8, 8, 3))),
+        lambda: out_shape(m.DCGANGenerator((28, 28, 1), 8, normalization="spectral"), z),
+        lambda: out_shape(m.DCGANGenerator((30, 30, 1), 8), z),
+    ]
+    for call in bad:
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert "\n" not in str(err.value)
