@@ -33,9 +33,10 @@ def model_defaults() -> ml_collections.ConfigDict:
     architecture: 'dcgan' (images) or 'mlp' (vectors); loss: a name in ``gm_jax.gan.losses.LOSSES``;
     n_critic: discriminator steps per generator step; gp_weight: WGAN-GP lambda; r1_weight: R1 gamma;
     generator_lr / discriminator_lr: override ``config.optim.learning_rate`` when > 0 (TTUR);
-    ema_decay: EMA of the parameters (0 = off); conditional: use labels (projection discriminator).
+    conditional: use labels (projection discriminator).
     """
     return ml_collections.ConfigDict({
+        "family": "gan",
         "architecture": "dcgan",
         "latent_dim": 64,
         "features": 32,
@@ -51,14 +52,15 @@ def model_defaults() -> ml_collections.ConfigDict:
         "r1_weight": 0.0,
         "generator_lr": 0.0,
         "discriminator_lr": 0.0,
-        "ema_decay": 0.0,
     })
 
 
 def optim_defaults() -> ml_collections.ConfigDict:
-    """GAN optimiser defaults (Radford et al. 2016: Adam, learning rate 2e-4, beta1 = 0.5)."""
+    """GAN optimiser defaults (Radford et al. 2016: Adam, learning rate 2e-4, beta1 = 0.5); ``ema_decay``
+    is the EMA of both networks' parameters (0 = off), as in every family."""
     return ml_collections.ConfigDict({"name": "adam", "learning_rate": 2e-4, "b1": 0.5, "b2": 0.999,
-                                      "grad_clip": 0.0, "warmup_steps": 0, "schedule": "constant"})
+                                      "grad_clip": 0.0, "warmup_steps": 0, "schedule": "constant",
+                                      "ema_decay": 0.0})
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -80,7 +82,6 @@ def _check_config(m: Any, spec: DataSpec) -> None:
     require(int(m.n_critic) >= 1, f"model.n_critic must be >= 1, got {m.n_critic}")
     require(float(m.gp_weight) >= 0, f"model.gp_weight must be >= 0 (0 disables), got {m.gp_weight}")
     require(float(m.r1_weight) >= 0, f"model.r1_weight must be >= 0 (0 disables), got {m.r1_weight}")
-    require(0.0 <= float(m.ema_decay) < 1.0, f"model.ema_decay must be in [0, 1), got {m.ema_decay}")
     require(m.generator_lr >= 0 and m.discriminator_lr >= 0,
             "model.generator_lr / discriminator_lr must be >= 0 (0 uses optim.learning_rate)")
     if m.architecture == "dcgan":
@@ -125,7 +126,9 @@ def make_family(config: Any, spec: DataSpec) -> Family:
     gen, disc = make_networks(m, spec)
     loss_fn = get_loss(m.loss)
     latent_dim, n_critic = int(m.latent_dim), int(m.n_critic)
-    gp_weight, r1_weight, ema_decay = float(m.gp_weight), float(m.r1_weight), float(m.ema_decay)
+    gp_weight, r1_weight = float(m.gp_weight), float(m.r1_weight)
+    ema_decay = float(config.optim.get("ema_decay", 0.0))
+    require(0.0 <= ema_decay < 1.0, f"optim.ema_decay must be in [0, 1), got {ema_decay}")
     conditional = bool(m.conditional)
     txs = {"generator": _optimizer(config.optim, m.generator_lr),
            "discriminator": _optimizer(config.optim, m.discriminator_lr)}

@@ -60,8 +60,8 @@ def test_conditional_dcgan_step_and_sampling():
     spec = DataSpec(shape=(8, 8, 1), num_classes=3)  # one stride-2 layer each: cheap to compile
     cfg = default_config()
     cfg.model.update({"conditional": True, "features": 4, "latent_dim": 8, "embed_dim": 4,
-                      "loss": "hinge", "discriminator_normalization": "layer",
-                      "ema_decay": 0.9})
+                      "loss": "hinge", "discriminator_normalization": "layer"})
+    cfg.optim.ema_decay = 0.9
     fam = make_family(cfg, spec)
     batch = {"x": jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), minval=-1, maxval=1),
              "label": jnp.array([0, 1, 2, 1])}
