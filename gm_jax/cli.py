@@ -2,7 +2,7 @@
 
     gm-jax train CONFIG --workdir DIR [--config.FIELD=VALUE ...]
     gm-jax sample --workdir DIR [--num N] [--seed S] [--sampler NAME --steps N --eta E --guidance W --label L]
-    gm-jax eval --workdir DIR [--num_batches N]
+    gm-jax eval --workdir DIR [--metrics fid,kid,is,prdc --num N] [--num_batches N]
     gm-jax data prepare NAME [--data_dir DIR] [--source_dir DIR] | gm-jax data list
 
 Bad input prints one line ``gm-jax: error: ...`` naming the problem and the fix, and exits with status 2.
@@ -43,9 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--label", type=int, default=None, help="class label for conditional models")
     s.add_argument("--temperature", type=float, default=None, help="sampling temperature")
 
-    e = sub.add_parser("eval", help="evaluate a trained run on its eval split; writes WORKDIR/eval.json")
+    e = sub.add_parser("eval", help="evaluate a trained run: likelihood on the eval split and sample quality "
+                                    "(FID, KID, IS, PRDC); writes WORKDIR/eval.json")
     e.add_argument("--workdir", required=True)
-    e.add_argument("--num_batches", type=int, default=0, help="eval batches (0: the whole eval split)")
+    e.add_argument("--num_batches", type=int, default=0, help="likelihood eval batches (0: the whole eval split)")
+    e.add_argument("--metrics", default="", help="sample-quality metrics, comma-separated: fid,kid,is,prdc")
+    e.add_argument("--num", type=int, default=1000, help="samples (and real eval images) for those metrics")
+    e.add_argument("--seed", type=int, default=0)
 
     d = sub.add_parser("data", help="datasets: list them, or prepare one offline from local files")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -105,9 +109,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gm_jax.train.loop import evaluate, load_workdir
+    from gm_jax.train.quality import parse_metrics, sample_quality
 
+    names = parse_metrics(args.metrics)
     run, state = load_workdir(args.workdir)
-    results = {"step": int(state.step), **evaluate(run, state, args.num_batches)}
+    results: dict = {"step": int(state.step), **evaluate(run, state, args.num_batches)}
+    if names:
+        if run.family.sample is None:
+            raise ConfigError(f"family {run.family.name!r} cannot sample, so it has no {names[0]}; drop --metrics")
+        figure = os.path.join(args.workdir, "nearest_neighbours.png")
+        results["sample_quality"] = sample_quality(run, state, names, args.num, args.seed, figure_path=figure)
+        results["sample_quality"]["nearest_neighbours_png"] = figure
     path = os.path.join(args.workdir, "eval.json")
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)

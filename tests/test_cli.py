@@ -41,9 +41,17 @@ def test_train_sample_eval(trained, capsys):
     import numpy as np
     x = np.load(info["npz"])["samples"]
     assert x.shape == (6, 28, 28, 1) and x.min() >= 0.0 and x.max() <= 1.0
-    assert main(["eval", "--workdir", trained, "--num_batches", "1"]) == 0
+    assert main(["eval", "--workdir", trained, "--num_batches", "1", "--metrics", "fid,kid,is,prdc",
+                 "--num", "40"]) == 0
     report = json.load(open(os.path.join(trained, "eval.json")))
     assert report["step"] == 2 and np.isfinite(report["eval/elbo"])
+    quality = report["sample_quality"]
+    assert quality["num_samples"] == 40 and quality["extractor"]["name"] == "fashion_mnist_cnn"
+    assert len(quality["extractor"]["checksum"]) == 64
+    m = quality["metrics"]
+    assert m["fid"]["value"] > 0 and 1.0 <= m["is"]["value"] <= 10.0 and np.isfinite(m["kid"]["std"])
+    assert all(0.0 <= m[k]["value"] <= 1.0 for k in ("precision", "recall", "coverage"))
+    assert os.path.exists(quality["nearest_neighbours_png"])
 
 
 @pytest.mark.parametrize("extra, words", [
@@ -91,6 +99,11 @@ def test_resume_with_a_different_config_is_refused(trained, data_dir, capsys):
     assert main(["train", CONFIG, "--workdir", trained, *tiny(data_dir, "--config.model.latent_dim=3")]) == 2
     one_error_line(capsys, "different config (model.latent_dim)")
     assert open(os.path.join(trained, "config.json")).read() == before
+
+
+def test_unknown_metric(trained, capsys):
+    assert main(["eval", "--workdir", trained, "--metrics", "fid,lpips"]) == 2
+    one_error_line(capsys, "unknown metric 'lpips'")
 
 
 def test_sampler_flags_the_model_does_not_take(trained, capsys):

@@ -1,0 +1,153 @@
+"""The trainable classical models behind the common step protocol: ``"gmm"`` (Gaussian mixture, EM),
+``"bernoulli_mixture"`` (mixture of Bernoullis, EM) and ``"rbm"`` (CD-k / persistent CD).
+
+EM is a full-batch method; here each ``train_step`` does one EM iteration that treats the batch it is given
+as the data set (no stochastic/online EM). With a fixed full-data batch this is exact EM; with changing
+mini-batches the parameters follow the EM fixed point of each batch. ``state.params`` holds the model
+parameters, ``state.opt_state`` is ``()`` for EM and the momentum buffers for the RBM, and
+``state.extra`` the RBM's persistent chains. Examples are flattened to vectors internally.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from gm_jax.classical import mixtures, rbm
+from gm_jax.core.errors import check_choice, require
+from gm_jax.core.family import Batch, DataSpec, Family, Metrics
+from gm_jax.core.state import TrainState
+
+FAMILIES = ("gmm", "bernoulli_mixture", "rbm")
+
+
+def model_defaults() -> ml_collections.ConfigDict:
+    """Fields of ``config.model`` for the classical family.
+
+    family: 'gmm', 'bernoulli_mixture' or 'rbm'. Mixtures: num_components; covariance_type ('full',
+    'diag', 'spherical') and reg_covar (variance added to every covariance) for 'gmm'; smoothing (Beta
+    pseudo-count) for 'bernoulli_mixture'. RBM: num_hidden, cd_steps (k of CD-k), persistent (PCD),
+    num_chains (persistent chains), learning_rate, weight_decay, momentum, init_scale (std of initial
+    weights), ais_chains / ais_betas (AIS for evaluate), sample_steps (Gibbs steps in sample). The RBM's
+    update rule is CD with these fields, not ``config.optim``.
+    """
+    return ml_collections.ConfigDict(dict(
+        family="rbm",
+        num_components=10, covariance_type="diag", reg_covar=1e-3, smoothing=1.0,
+        num_hidden=64, cd_steps=1, persistent=True, num_chains=64, learning_rate=0.05, weight_decay=1e-4,
+        momentum=0.5, init_scale=0.01, ais_chains=64, ais_betas=1000, sample_steps=1000))
+
+
+def make_family(config: Any, spec: DataSpec) -> Family:
+    """The family named by ``config.model.family``. Metrics: ``loss`` (mean negative log-likelihood of the
+    batch in nats per example for the mixtures; reconstruction error for the RBM); ``evaluate`` returns
+    ``nll`` in nats per example (for the RBM ``mean F(v) + log Z`` with ``log Z`` from AIS, plus ``log_z``
+    and its standard error ``log_z_stderr``)."""
+    cfg = config.model
+    kind = cfg.family
+    check_choice("model.family", kind, FAMILIES)
+    if kind != "gmm":
+        require(spec.binary, f"model.family={kind!r} needs binary data (values in {{0, 1}}); binarize the "
+                "dataset or use model.family='gmm'")
+    dims = 1
+    for d in spec.shape:
+        dims *= d
+    builders = {"gmm": _gmm_family, "bernoulli_mixture": _bernoulli_family, "rbm": _rbm_family}
+    init, train_step, sample_flat, evaluate = builders[kind](cfg, dims)
+
+    def flat(batch: Batch) -> jax.Array:
+        x = jnp.asarray(batch["x"], jnp.float32)
+        require(tuple(x.shape[1:]) == tuple(spec.shape),
+                f"batch['x'] has example shape {tuple(x.shape[1:])}, expected {tuple(spec.shape)}")
+        if kind != "gmm":
+            mixtures.check_binary(x)
+        return x.reshape(x.shape[0], dims)
+
+    def sample(params: Any, key: jax.Array, num: int, **kwargs: Any) -> tuple[jax.Array, dict[str, Any]]:
+        x = sample_flat(params, key, num, **kwargs).reshape((num, *spec.shape))
+        if kind == "gmm" and spec.is_image:
+            x = jnp.clip(x, *spec.value_range)
+        return x, {}
+
+    return Family(name=kind, init=lambda key, batch: init(key, flat(batch)),
+                  train_step=lambda state, batch, key: train_step(state, flat(batch), key),
+                  sample=sample, evaluate=lambda params, batch, key: evaluate(params, flat(batch), key))
+
+
+def _em_state(key: jax.Array, params: Any) -> TrainState:
+    return TrainState.create(key, params)
+
+
+def _gmm_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
+    cov = cfg.covariance_type
+    em = mixtures.gaussian_mixture_em(cfg.num_components, cov, cfg.reg_covar)
+
+    def init(key: jax.Array, x: jax.Array) -> TrainState:
+        return _em_state(key, em.init(key, x))
+
+    def train_step(state: TrainState, x: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
+        params, m = em.step(state.params, x)
+        return state.replace(step=state.step + 1, params=params), {"loss": -m["log_likelihood"], **m}
+
+    def sample(params: Any, key: jax.Array, num: int) -> jax.Array:
+        return mixtures.gmm_sample(params, key, num, cov)[0]
+
+    def evaluate(params: Any, x: jax.Array, key: jax.Array) -> Metrics:
+        return {"nll": -jnp.mean(mixtures.gmm_log_density(params, x, cov))}
+
+    return init, train_step, sample, evaluate
+
+
+def _bernoulli_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
+    em = mixtures.bernoulli_mixture_em(cfg.num_components, cfg.smoothing)
+
+    def init(key: jax.Array, x: jax.Array) -> TrainState:
+        return _em_state(key, em.init(key, x))
+
+    def train_step(state: TrainState, x: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
+        params, m = em.step(state.params, x)
+        return state.replace(step=state.step + 1, params=params), {"loss": -m["log_likelihood"], **m}
+
+    def sample(params: Any, key: jax.Array, num: int) -> jax.Array:
+        return mixtures.bernoulli_mixture_sample(params, key, num)[0]
+
+    def evaluate(params: Any, x: jax.Array, key: jax.Array) -> Metrics:
+        return {"nll": -jnp.mean(mixtures.bernoulli_mixture_log_density(params, x))}
+
+    return init, train_step, sample, evaluate
+
+
+def _rbm_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
+    require(cfg.num_hidden >= 1 and cfg.cd_steps >= 1 and cfg.num_chains >= 1,
+            f"model.num_hidden, model.cd_steps and model.num_chains must be >= 1, got {cfg.num_hidden}, "
+            f"{cfg.cd_steps}, {cfg.num_chains}")
+    cd = rbm.contrastive_divergence(cfg.cd_steps, cfg.learning_rate, cfg.weight_decay, cfg.momentum,
+                                    cfg.persistent)
+
+    def init(key: jax.Array, x: jax.Array) -> TrainState:
+        kw, kc = jax.random.split(key)
+        params = rbm.rbm_init(kw, dims, cfg.num_hidden, cfg.init_scale, rbm.base_rate_visible_bias(x))
+        cd_state = cd.init(params, kc, cfg.num_chains)
+        return TrainState.create(key, params, extra=cd_state.chains).replace(opt_state=cd_state.velocity)
+
+    def train_step(state: TrainState, x: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
+        params, cd_state, m = cd.step(state.params, rbm.CDState(state.opt_state, state.extra), x, key)
+        state = state.replace(step=state.step + 1, params=params, opt_state=cd_state.velocity,
+                              extra=cd_state.chains)
+        return state, {"loss": m["reconstruction_error"], **m}
+
+    def sample(params: Any, key: jax.Array, num: int, num_steps: Any = None) -> jax.Array:
+        steps = cfg.sample_steps if num_steps is None else num_steps
+        return rbm.sample_rbm(params, key, num, steps)[0]
+
+    def evaluate(params: Any, x: jax.Array, key: jax.Array) -> Metrics:
+        """AIS (Salakhutdinov & Murray 2008) with the base-rate model of this batch's marginals."""
+        log_z, stderr = rbm.ais_log_partition(params, key, rbm.base_rate_visible_bias(x), cfg.ais_chains,
+                                              cfg.ais_betas)
+        return {"nll": rbm.negative_log_likelihood(params, x, log_z), "log_z": log_z,
+                "log_z_stderr": stderr}
+
+    return init, train_step, sample, evaluate
