@@ -15,6 +15,10 @@ from gm_jax.core.family import DataSpec, Family
 FAMILY_MODULES: dict[str, str] = {
     "autoencoder": "gm_jax.autoencoders.family",
     "vae": "gm_jax.autoencoders.family",
+    "gan": "gm_jax.gan.family",
+    "gmm": "gm_jax.classical.family",
+    "bernoulli_mixture": "gm_jax.classical.family",
+    "rbm": "gm_jax.classical.family",
 }
 
 
