@@ -38,6 +38,7 @@ def train_defaults() -> ml_collections.ConfigDict:
         num_samples=64,          # images in a sample grid / final .npz
         eval_every=0,            # family.evaluate on the eval split every N steps (0: only at the end)
         eval_batches=4,          # eval batches per evaluation (0: the whole eval split)
+        eval_batch_size=0,       # global eval batch size (0: data.batch_size)
         progress=True,           # tqdm progress bar
         num_devices=0,           # devices of the data-parallel mesh (0: all); e.g. 1 to compare with 8
         distributed=False,       # call jax.distributed.initialize() (multi-host)

@@ -174,7 +174,8 @@ def evaluate(run: Run, state: TrainState, num_batches: int) -> dict[str, float]:
     fn = jax.jit(run.family.evaluate, in_shardings=(shd.replicated(run.mesh), shd.batch_sharding(run.mesh),
                                                     shd.replicated(run.mesh)))
     key = purpose_key(state.rng, "eval")
-    bs = run.config.data.batch_size
+    bs = run.config.train.get("eval_batch_size", 0) or run.config.data.batch_size
+    shd.check_batch_size(bs, run.mesh)
     totals: dict[str, float] = {}
     count = 0
     per_process, first = bs // jax.process_count(), jax.process_index() * (bs // jax.process_count())
