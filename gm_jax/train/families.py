@@ -19,6 +19,7 @@ FAMILY_MODULES: dict[str, str] = {
     "gmm": "gm_jax.classical.family",
     "bernoulli_mixture": "gm_jax.classical.family",
     "rbm": "gm_jax.classical.family",
+    "flow": "gm_jax.flows.family",
 }
 
 
