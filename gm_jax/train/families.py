@@ -20,6 +20,8 @@ FAMILY_MODULES: dict[str, str] = {
     "bernoulli_mixture": "gm_jax.classical.family",
     "rbm": "gm_jax.classical.family",
     "flow": "gm_jax.flows.family",
+    "pixelcnn": "gm_jax.autoregressive.family",
+    "vqvae": "gm_jax.vq.family",
 }
 
 
