@@ -190,6 +190,24 @@ def evaluate(run: Run, state: TrainState, num_batches: int) -> dict[str, float]:
     return {f"eval/{k}": v / max(count, 1) for k, v in totals.items()}
 
 
+def _main_metric(metrics: dict) -> str:
+    """The metric shown in the progress bar: ``loss``, else the first metric whose name holds 'loss'."""
+    if "loss" in metrics:
+        return "loss"
+    return next((k for k in sorted(metrics) if "loss" in k), sorted(metrics)[0])
+
+
+def _check_finite(metrics: dict, step: int, last_good: int | None, directory: str) -> None:
+    """Stop the run at the first non-finite metric (a NaN anywhere means the state is lost)."""
+    for name in sorted(metrics):
+        values = np.asarray(metrics[name], np.float64)
+        if not np.all(np.isfinite(values)):
+            bad = step + int(np.argmax(~np.isfinite(values))) + 1
+            where = f"checkpoint {last_good}" if last_good is not None else "no checkpoint yet"
+            raise TrainingDiverged(f"{name} is {values[~np.isfinite(values)][0]} at step {bad}; kept {where} in "
+                                   f"{directory}; lower optim.learning_rate or set optim.grad_clip")
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> TrainState:
     """Train (or resume) the run of ``config`` in ``workdir`` up to ``config.train.num_steps``.
 
@@ -222,13 +240,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | Non
             else:
                 state, metrics = single(state, shd.to_global(run.pipeline.batch(step), run.mesh))
             metrics = jax.device_get(metrics)
-            losses = np.asarray(metrics["loss"], np.float64)
-            if not np.all(np.isfinite(losses)):
-                bad = step + int(np.argmax(~np.isfinite(losses))) + 1
-                where = f"checkpoint {last_good}" if last_good is not None else "no checkpoint yet"
-                raise TrainingDiverged(f"loss is {losses[~np.isfinite(losses)][0]} at step {bad}; kept {where} "
-                                       f"in {run.checkpointer.directory}; lower optim.learning_rate or set "
-                                       "optim.grad_clip")
+            _check_finite(metrics, step, last_good, run.checkpointer.directory)
+            losses = np.asarray(metrics[_main_metric(metrics)], np.float64)
             for i in range(n):
                 s = step + i + 1
                 if s % tcfg.log_every == 0 or s == tcfg.num_steps:
@@ -271,9 +284,10 @@ def _finish(run: Run, state: TrainState, workdir: str, log: MetricsLog) -> None:
         save_samples(x, os.path.join(workdir, "samples", f"step_{int(state.step):06d}.png"),
                      run.pipeline.spec.value_range)
         np.savez(os.path.join(workdir, "samples", "final.npz"), samples=x)
-    records = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if "loss" in r]
-    if records and jax.process_index() == 0:
-        save_loss_curve([r["step"] for r in records], {"loss": [r["loss"] for r in records]},
+    records = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if not any("/" in k for k in r)]
+    names = [k for k in (records[0] if records else {}) if "loss" in k]
+    if names and jax.process_index() == 0:
+        save_loss_curve([r["step"] for r in records], {k: [r[k] for r in records] for k in names},
                         os.path.join(workdir, "loss.png"))
 
 
