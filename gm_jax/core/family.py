@@ -47,6 +47,9 @@ class Family:
     init(key, example_batch) -> TrainState
     train_step(state, batch, key) -> (state, metrics)        # increments state.step by one
     sample(params, key, num, **kwargs) -> (x, info)          # optional; info["nfe"] where it applies
+                                                             # called from the host; compiles its own
+                                                             # chain; common kwargs: sampler, steps, eta,
+                                                             # guidance, label, temperature
     evaluate(params, batch, key) -> metrics                  # optional; e.g. ELBO, NLL, bits/dim
     """
 

@@ -22,6 +22,8 @@ FAMILY_MODULES: dict[str, str] = {
     "flow": "gm_jax.flows.family",
     "pixelcnn": "gm_jax.autoregressive.family",
     "vqvae": "gm_jax.vq.family",
+    "diffusion": "gm_jax.diffusion.family",
+    "flow_matching": "gm_jax.flow_matching.family",
 }
 
 

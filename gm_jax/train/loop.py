@@ -157,12 +157,11 @@ def load_workdir(workdir: str) -> tuple[Run, TrainState]:
 
 
 def draw_samples(family: Family, params: Any, seed: int, num: int, **kwargs: Any) -> tuple[np.ndarray, dict]:
-    """``family.sample`` compiled, keyed by ``purpose_key(seed_key(seed), "sample")``."""
+    """``family.sample`` keyed by ``purpose_key(seed_key(seed), "sample")``. It is called from the host: a
+    family compiles its own chain, with run-time numbers (steps, η, guidance) as arrays."""
     if family.sample is None:
         raise CheckpointError(f"family {family.name!r} cannot sample")
-    key = purpose_key(seed_key(seed), "sample")
-    fn = jax.jit(lambda p, k: family.sample(p, k, num, **kwargs))
-    x, info = fn(params, key)
+    x, info = family.sample(params, purpose_key(seed_key(seed), "sample"), num, **kwargs)
     return np.asarray(x), {k: np.asarray(v).tolist() for k, v in info.items()}
 
 

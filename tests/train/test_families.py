@@ -33,6 +33,12 @@ CASES = {
                                       "--config.model.hidden=8"]),
     "pixelcnn": ("pixelcnn_binarized_mnist.py", SMALL_IMAGES + ["--config.model.hidden=4",
                                                                 "--config.model.num_layers=2"]),
+    "diffusion": ("ddpm_fashion_mnist.py", SMALL_IMAGES + ["--config.model.unet=tiny", "--config.model.sample_steps=3",
+                                                           "--config.model.eval_num_t=2"]),
+    "ncsn": ("ncsn_toy.py", ["--config.data.batch_size=16", "--config.model.mlp_hidden=(16,)",
+                             "--config.model.sample_steps=3", "--config.model.langevin_steps=2"]),
+    "flow_matching": ("flow_matching_moons.py", ["--config.data.batch_size=16", "--config.model.hidden=8",
+                                                 "--config.model.num_steps=3", "--config.model.eval_solver=euler"]),
     "vqvae": ("vqvae_fashion_mnist.py", SMALL_IMAGES + ["--config.model.channels=(4,8)",
                                                         "--config.model.num_codes=4", "--config.model.code_dim=2"]),
 }
