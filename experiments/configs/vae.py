@@ -16,12 +16,11 @@ def get_config():
     config.model = model_defaults()
     config.model.family = "vae"
     config.model.arch = "conv"
-    config.model.channels = (32, 64)
+    config.model.channels = (16, 32)
     config.model.latent_dim = 16
     config.model.decoder = "gaussian"
     config.optim.learning_rate = 1e-3
-    config.optim.ema_decay = 0.999
-    config.train.num_steps = 2000
+    config.train.num_steps = 1500
     config.train.log_every = 50
     config.train.checkpoint_every = 500
     config.train.sample_every = 500
