@@ -140,6 +140,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS/orbax chatter; our errors are one line
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides = [a for a in argv if a.startswith("--config.")]
     args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])

@@ -136,6 +136,19 @@ def _read_builder(builder, name: str, split: str) -> tuple[np.ndarray, np.ndarra
     return _read_source(source, name, split)
 
 
+def _quiet_prepare(builder) -> None:
+    """``download_and_prepare`` without TFDS's progress bars on stderr (our builders download nothing;
+    CLI errors stay one line)."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    shown = getattr(tqdm_utils, "_active", True)
+    tqdm_utils.display_progress_bar(False)
+    try:
+        builder.download_and_prepare(file_format="array_record")
+    finally:
+        tqdm_utils.display_progress_bar(shown)
+
+
 def _prepare_local(name: str, data_dir: str, source: str):
     """Prepare our builder of ``name`` from ``source`` into ``data_dir`` under a file lock (several processes
     may ask at once; the first prepares, the others then find it prepared)."""
@@ -146,7 +159,7 @@ def _prepare_local(name: str, data_dir: str, source: str):
         try:
             builder = builder_cls(data_dir=data_dir, source=source)
             if not builder.is_prepared():
-                builder.download_and_prepare(file_format="array_record")
+                _quiet_prepare(builder)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return builder_cls(data_dir=data_dir)

@@ -4,7 +4,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import linear_gaussian_toy as toy
 import ml_collections
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from gm_jax.autoencoders import losses
 from gm_jax.autoencoders.family import iwae_nll, log_weight_statistics, make_family, model_defaults
 from gm_jax.core import ConfigError, DataSpec, TrainState
+from tests.autoencoders import linear_gaussian_toy as toy
 
 BINARY = DataSpec(shape=(8, 8, 1), value_range=(0.0, 1.0), binary=True, name="tiny_binary")
 GREY = DataSpec(shape=(8, 8, 1), value_range=(-1.0, 1.0), levels=256, name="tiny_grey")

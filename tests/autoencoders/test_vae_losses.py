@@ -2,13 +2,13 @@
 
 import jax
 import jax.numpy as jnp
-import linear_gaussian_toy as toy
 import numpy as np
 import pytest
 from scipy import stats
 
 from gm_jax.autoencoders import losses
 from gm_jax.metrics.likelihood import iwae_bound as iwae_from_log_weights
+from tests.autoencoders import linear_gaussian_toy as toy
 
 
 def test_gaussian_kl_matches_monte_carlo():
