@@ -78,7 +78,7 @@ def sample_quality(run: Run, state: TrainState, metrics: list[str], num: int, se
     if "fid" in metrics:
         report["fid"] = {"value": fid(f_real, f_fake)}
     if "kid" in metrics:
-        size = min(num, 1000)
+        size = min(num // 2, 1000)  # subsets smaller than the sets, so their spread (std) means something
         mean, std = kid(f_real, f_fake, purpose_key(seed_key(seed), "kid"), num_subsets=100, subset_size=size)
         report["kid"] = {"value": float(mean), "std": float(std), "subset_size": size}
     if "is" in metrics:
