@@ -93,10 +93,10 @@ def _per_example_norm(a: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def ddpm_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-                 first_index: jax.Array | int = 0, variance: str = "posterior") -> tuple[jax.Array, Info]:
-    """Ancestral sampling x_{t−1} ~ p(x_{t−1} | x_t) (Ho et al. 2020, Alg. 2) on any sub-grid."""
-    check_choice("variance", variance, ("posterior", "forward"))
+def _one_eval_per_step_chain(update, denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
+                             first_index: jax.Array | int) -> tuple[jax.Array, Info]:
+    """The chain of the first-order samplers: at grid step k, one denoiser call x̂_0(x, t_k), fresh noise z
+    of (key, k, example index), then ``update(x, x̂_0, z, α_k, σ_k, α_{k+1}, σ_{k+1})``; NFE = steps run."""
 
     def step(carry, k):
         x, nfe = carry
@@ -104,27 +104,26 @@ def ddpm_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
         _, a_t, s_t = _at(grid, k + 1)
         x0 = denoiser(x, t_s, a_s, s_s)
         z = _noise(key, k, x, first_index)
-        return ancestral_step(x, x0, z, a_s, s_s, a_t, s_t, variance), nfe + 1
+        return update(x, x0, z, a_s, s_s, a_t, s_t), nfe + 1
 
     x, nfe = _chain(step, (x_T, jnp.zeros((), jnp.int32)), grid)
     return x, {"nfe": nfe}
+
+
+def ddpm_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
+                 first_index: jax.Array | int = 0, variance: str = "posterior") -> tuple[jax.Array, Info]:
+    """Ancestral sampling x_{t−1} ~ p(x_{t−1} | x_t) (Ho et al. 2020, Alg. 2) on any sub-grid."""
+    check_choice("variance", variance, ("posterior", "forward"))
+    update = lambda x, x0, z, a_s, s_s, a_t, s_t: ancestral_step(x, x0, z, a_s, s_s, a_t, s_t, variance)
+    return _one_eval_per_step_chain(update, denoiser, key, x_T, grid, first_index)
 
 
 def ddim_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, eta: jax.Array | float = 0.0,
                  first_index: jax.Array | int = 0) -> tuple[jax.Array, Info]:
     """DDIM (Song et al. 2021a, eq. 12): deterministic for η = 0, DDPM-like for η = 1; η is an array."""
     eta = jnp.asarray(eta, x_T.dtype)
-
-    def step(carry, k):
-        x, nfe = carry
-        t_s, a_s, s_s = _at(grid, k)
-        _, a_t, s_t = _at(grid, k + 1)
-        x0 = denoiser(x, t_s, a_s, s_s)
-        z = _noise(key, k, x, first_index)
-        return ddim_step(x, x0, z, a_s, s_s, a_t, s_t, eta), nfe + 1
-
-    x, nfe = _chain(step, (x_T, jnp.zeros((), jnp.int32)), grid)
-    return x, {"nfe": nfe}
+    update = lambda x, x0, z, a_s, s_s, a_t, s_t: ddim_step(x, x0, z, a_s, s_s, a_t, s_t, eta)
+    return _one_eval_per_step_chain(update, denoiser, key, x_T, grid, first_index)
 
 
 def ddim_encode(denoiser: Denoiser, x0: jax.Array, grid: Grid) -> tuple[jax.Array, Info]:
