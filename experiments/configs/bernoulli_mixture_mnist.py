@@ -18,9 +18,10 @@ def get_config():
     config.model = model_defaults()
     config.model.family = "bernoulli_mixture"
     config.model.num_components = 500
-    config.train.num_steps = 50
+    config.train.num_steps = 40
     config.train.log_every = 1
     config.train.checkpoint_every = 10
+    config.train.eval_every = 10         # test NLL (whole test split) every 10 EM iterations
     config.train.eval_batches = 0
     config.train.eval_batch_size = 10000
     return config

@@ -4,7 +4,8 @@
 EM is a full-batch method; here each ``train_step`` does one EM iteration that treats the batch it is given
 as the data set (no stochastic/online EM). With a fixed full-data batch this is exact EM; with changing
 mini-batches the parameters follow the EM fixed point of each batch. ``state.params`` holds the model
-parameters, ``state.opt_state`` is ``()`` for EM and the momentum buffers for the RBM, and
+parameters, ``state.opt_state`` is ``()`` for EM and the optax state of ``config.optim`` for the RBM (whose
+learning rate, momentum and schedule come from ``config.optim`` like every other family), and
 ``state.extra`` the RBM's persistent chains. Examples are flattened to vectors internally.
 """
 
@@ -19,6 +20,7 @@ import ml_collections
 from gm_jax.classical import mixtures, rbm
 from gm_jax.core.errors import check_choice, require
 from gm_jax.core.family import Batch, DataSpec, Family, Metrics
+from gm_jax.core.optim import make_optimizer
 from gm_jax.core.state import TrainState
 
 FAMILIES = ("gmm", "bernoulli_mixture", "rbm")
@@ -30,15 +32,17 @@ def model_defaults() -> ml_collections.ConfigDict:
     family: 'gmm', 'bernoulli_mixture' or 'rbm'. Mixtures: num_components; covariance_type ('full',
     'diag', 'spherical') and reg_covar (variance added to every covariance) for 'gmm'; smoothing (Beta
     pseudo-count) for 'bernoulli_mixture'. RBM: num_hidden, cd_steps (k of CD-k), persistent (PCD),
-    num_chains (persistent chains), learning_rate, weight_decay, momentum, init_scale (std of initial
-    weights), ais_chains / ais_betas (AIS for evaluate), sample_steps (Gibbs steps in sample). The RBM's
-    update rule is CD with these fields, not ``config.optim``.
+    num_chains (persistent chains), weight_decay (L2 penalty on W, part of the CD ascent direction),
+    init_scale (std of initial weights), ais_chains / ais_betas / ais_schedule ('linear' or 'sm08', see
+    ``rbm.ais_betas``) for the AIS of evaluate, sample_steps (Gibbs steps in sample). The RBM's step size
+    comes from ``config.optim`` (learning_rate, name, momentum, schedule; the RBM configs use
+    ``optim.name='sgd'`` with momentum, Hinton 2010 sec. 9).
     """
     return ml_collections.ConfigDict(dict(
         family="rbm",
         num_components=10, covariance_type="diag", reg_covar=1e-3, smoothing=1.0,
-        num_hidden=64, cd_steps=1, persistent=True, num_chains=64, learning_rate=0.05, weight_decay=1e-4,
-        momentum=0.5, init_scale=0.01, ais_chains=64, ais_betas=1000, sample_steps=1000))
+        num_hidden=64, cd_steps=1, persistent=True, num_chains=64, weight_decay=1e-4, init_scale=0.01,
+        ais_chains=64, ais_betas=1000, ais_schedule="sm08", sample_steps=1000))
 
 
 def make_family(config: Any, spec: DataSpec) -> Family:
@@ -55,8 +59,13 @@ def make_family(config: Any, spec: DataSpec) -> Family:
     dims = 1
     for d in spec.shape:
         dims *= d
-    builders = {"gmm": _gmm_family, "bernoulli_mixture": _bernoulli_family, "rbm": _rbm_family}
-    init, train_step, sample_flat, evaluate = builders[kind](cfg, dims)
+    if kind == "rbm":
+        require(getattr(config, "optim", None) is not None, "model.family='rbm' needs config.optim (its "
+                "learning rate); start from gm_jax.train.config.base_config()")
+        parts = _rbm_family(cfg, dims, config.optim)
+    else:
+        parts = {"gmm": _gmm_family, "bernoulli_mixture": _bernoulli_family}[kind](cfg, dims)
+    init, train_step, sample_flat, evaluate = parts
 
     def flat(batch: Batch) -> jax.Array:
         x = jnp.asarray(batch["x"], jnp.float32)
@@ -120,22 +129,22 @@ def _bernoulli_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
     return init, train_step, sample, evaluate
 
 
-def _rbm_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
+def _rbm_family(cfg: Any, dims: int, optim: Any) -> tuple[Any, Any, Any, Any]:
     require(cfg.num_hidden >= 1 and cfg.cd_steps >= 1 and cfg.num_chains >= 1,
             f"model.num_hidden, model.cd_steps and model.num_chains must be >= 1, got {cfg.num_hidden}, "
             f"{cfg.cd_steps}, {cfg.num_chains}")
-    cd = rbm.contrastive_divergence(cfg.cd_steps, cfg.learning_rate, cfg.weight_decay, cfg.momentum,
-                                    cfg.persistent)
+    cd = rbm.contrastive_divergence(cfg.cd_steps, weight_decay=cfg.weight_decay, persistent=cfg.persistent,
+                                    optimizer=make_optimizer(optim))
 
     def init(key: jax.Array, x: jax.Array) -> TrainState:
         kw, kc = jax.random.split(key)
         params = rbm.rbm_init(kw, dims, cfg.num_hidden, cfg.init_scale, rbm.base_rate_visible_bias(x))
         cd_state = cd.init(params, kc, cfg.num_chains)
-        return TrainState.create(key, params, extra=cd_state.chains).replace(opt_state=cd_state.velocity)
+        return TrainState.create(key, params, extra=cd_state.chains).replace(opt_state=cd_state.opt_state)
 
     def train_step(state: TrainState, x: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
         params, cd_state, m = cd.step(state.params, rbm.CDState(state.opt_state, state.extra), x, key)
-        state = state.replace(step=state.step + 1, params=params, opt_state=cd_state.velocity,
+        state = state.replace(step=state.step + 1, params=params, opt_state=cd_state.opt_state,
                               extra=cd_state.chains)
         return state, {"loss": m["reconstruction_error"], **m}
 
@@ -146,7 +155,7 @@ def _rbm_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
     def evaluate(params: Any, x: jax.Array, key: jax.Array) -> Metrics:
         """AIS (Salakhutdinov & Murray 2008) with the base-rate model of this batch's marginals."""
         log_z, stderr = rbm.ais_log_partition(params, key, rbm.base_rate_visible_bias(x), cfg.ais_chains,
-                                              cfg.ais_betas)
+                                              cfg.ais_betas, cfg.get("ais_schedule", "linear"))
         return {"nll": rbm.negative_log_likelihood(params, x, log_z), "log_z": log_z,
                 "log_z_stderr": stderr}
 

@@ -30,6 +30,27 @@ def hebbian_weights(patterns: jax.Array) -> jax.Array:
     return w * (1.0 - jnp.eye(n, dtype=w.dtype))
 
 
+@jax.jit
+def projection_weights(patterns: jax.Array) -> jax.Array:
+    """Projection (pseudo-inverse) rule (Personnaz, Guyon & Dreyfus 1985; Kanter & Sompolinsky 1987):
+    ``W = (1/N) P^T C^-1 P`` with the overlap matrix ``C = P P^T / N``, then ``W_ii = 0``.
+
+    ``W`` projects onto the span of the patterns, so linearly independent patterns are fixed points even
+    when they are correlated (digit images, where the Hebbian rule's crosstalk ``sum_nu p_nu (p_nu . x)/N``
+    swamps the signal). For orthogonal patterns it equals ``hebbian_weights``. ``patterns`` is ``[P, N]``
+    with ``P < N`` linearly independent ``±1`` rows; symmetric, so asynchronous updates never raise the
+    energy. Returns ``[N, N]``.
+    """
+    require(patterns.ndim == 2 and patterns.shape[0] < patterns.shape[1],
+            f"patterns must be [P, N] with P < N, got shape {patterns.shape}")
+    p = jnp.asarray(patterns, jnp.float32)
+    n = p.shape[1]
+    overlaps = p @ p.T / n
+    w = p.T @ jnp.linalg.solve(overlaps, p) / n
+    w = 0.5 * (w + w.T)
+    return w * (1.0 - jnp.eye(n, dtype=w.dtype))
+
+
 def hopfield_energy(weights: jax.Array, x: jax.Array, bias: jax.Array | None = None) -> jax.Array:
     """Energy ``E(x) = -1/2 x^T W x - b^T x`` (Hopfield 1982, eq. 7) of states ``x [..., N]`` -> ``[...]``."""
     x = jnp.asarray(x, jnp.float32)

@@ -79,7 +79,9 @@ def kmeans_plus_plus(key: jax.Array, x: jax.Array, num_components: int) -> jax.A
 
 @jax.jit
 def _hard_responsibilities(x: jax.Array, centers: jax.Array) -> jax.Array:
-    d2 = jnp.sum((x[:, None, :] - centers[None]) ** 2, axis=-1)
+    """One-hot nearest centre; ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2`` (``|x|^2`` dropped) keeps memory at
+    ``[N, K]`` instead of ``[N, K, D]`` (60000 x 500 x 784 floats would not fit)."""
+    d2 = jnp.sum(centers ** 2, axis=-1)[None] - 2.0 * x @ centers.T
     return jax.nn.one_hot(jnp.argmin(d2, axis=1), centers.shape[0])
 
 

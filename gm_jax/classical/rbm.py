@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from gm_jax.classical.boltzmann import MAX_ENUMERATION_UNITS, all_states
-from gm_jax.core.errors import require
+from gm_jax.core.errors import check_choice, require
 
 Params = dict[str, jax.Array]
 
@@ -98,10 +99,10 @@ def sample_rbm(params: Params, key: jax.Array, num: int,
 
 
 class CDState(NamedTuple):
-    """State of the CD / PCD update: momentum buffers (same tree as params) and persistent chains
-    ``[C, V]`` (used only by PCD)."""
+    """State of the CD / PCD update: the optimizer state (for the default rule, the momentum buffers) and
+    the persistent chains ``[C, V]`` (used only by PCD)."""
 
-    velocity: Params
+    opt_state: Any
     chains: jax.Array
 
 
@@ -126,21 +127,26 @@ def cd_gradient(params: Params, v_data: jax.Array, v_model: jax.Array) -> Params
 
 def contrastive_divergence(k: int | jax.Array = 1, learning_rate: float | jax.Array = 0.05,
                            weight_decay: float | jax.Array = 0.0, momentum: float | jax.Array = 0.0,
-                           persistent: bool = False) -> CDUpdate:
-    """CD-k (Hinton 2002) or persistent CD (Tieleman 2008) with L2 weight decay and momentum
-    (Hinton 2010, secs. 9-10): ``vel <- momentum vel + lr (grad - weight_decay W)``, ``params += vel``.
+                           persistent: bool = False,
+                           optimizer: optax.GradientTransformation | None = None) -> CDUpdate:
+    """CD-k (Hinton 2002) or persistent CD (Tieleman 2008) with an L2 penalty on ``W``.
+
+    The ascent direction ``g = cd_gradient - weight_decay W`` (Hinton 2010, sec. 10; decay on ``W`` only) is
+    handed to ``optimizer`` as the gradient ``-g`` of a loss, so any optax transformation applies (the
+    family passes ``gm_jax.core.make_optimizer(config.optim)``). Without one, the rule is Hinton's momentum
+    SGD (Hinton 2010, sec. 9), ``vel <- momentum vel + learning_rate g``, ``params += vel``, which is exactly
+    ``optax.sgd(learning_rate, momentum)`` (its trace equals ``vel / learning_rate``).
 
     CD-k starts the negative chain at the data batch and runs ``k`` block Gibbs steps; PCD continues the
-    persistent chains kept in the state (any number of chains, independent of the batch size). Weight
-    decay applies to ``W`` only. ``step`` returns metrics ``reconstruction_error`` (mean squared error of
-    the mean-field reconstruction ``P(v=1 | h = P(h=1|v))``) and ``free_energy_gap``
-    (mean F(data) - mean F(negatives)).
+    persistent chains kept in the state (any number of chains, independent of the batch size). ``step``
+    returns metrics ``reconstruction_error`` (mean squared error of the mean-field reconstruction
+    ``P(v=1 | h = P(h=1|v))``) and ``free_energy_gap`` (mean F(data) - mean F(negatives)).
     """
+    opt = optimizer if optimizer is not None else optax.sgd(learning_rate, momentum=momentum)
 
     def init(params: Params, key: jax.Array, num_chains: int = 1) -> CDState:
-        velocity = jax.tree.map(jnp.zeros_like, params)
         chains = jax.random.bernoulli(key, 0.5, (num_chains, params["b"].shape[0])).astype(jnp.float32)
-        return CDState(velocity=velocity, chains=chains)
+        return CDState(opt_state=opt.init(params), chains=chains)
 
     def step(params: Params, state: CDState, v_data: jax.Array,
              key: jax.Array) -> tuple[Params, CDState, dict[str, jax.Array]]:
@@ -149,14 +155,14 @@ def contrastive_divergence(k: int | jax.Array = 1, learning_rate: float | jax.Ar
         v_model, _ = gibbs_chain(params, key, start, k)
         grad = cd_gradient(params, v_data, v_model)
         grad["w"] = grad["w"] - weight_decay * params["w"]
-        velocity = jax.tree.map(lambda m, g: momentum * m + learning_rate * g, state.velocity, grad)
-        new_params = jax.tree.map(lambda p, m: p + m, params, velocity)
+        updates, opt_state = opt.update(jax.tree.map(jnp.negative, grad), state.opt_state, params)
+        new_params = optax.apply_updates(params, updates)
         recon = visible_probs(params, hidden_probs(params, v_data))
         metrics = {"reconstruction_error": jnp.mean((recon - v_data) ** 2),
                    "free_energy_gap": jnp.mean(free_energy(params, v_data))
                    - jnp.mean(free_energy(params, v_model))}
         chains = v_model if persistent else state.chains
-        return new_params, CDState(velocity=velocity, chains=chains), metrics
+        return new_params, CDState(opt_state=opt_state, chains=chains), metrics
 
     return CDUpdate(init=init, step=step)
 
@@ -174,26 +180,41 @@ def exact_log_partition(params: Params) -> jax.Array:
     return jax.nn.logsumexp(-free_energy(flipped, all_states(num_h)))
 
 
-@functools.partial(jax.jit, static_argnames=("num_chains", "num_betas"))
+def ais_betas(num_betas: int, schedule: str = "linear") -> jax.Array:
+    """Inverse temperatures ``0 = beta_0 < ... < beta_{K-1} = 1`` for AIS. ``'linear'``: equally spaced.
+    ``'sm08'``: the piecewise-linear schedule of Salakhutdinov & Murray (2008, sec. 4.1) scaled to
+    ``num_betas`` points, i.e. 500 : 4000 : 10000 of the points spaced uniformly in [0, 0.5], [0.5, 0.9] and
+    [0.9, 1.0] (dense near 1, where the intermediate distributions change fastest)."""
+    check_choice("AIS schedule", schedule, ("linear", "sm08"))
+    require(num_betas >= 4, f"num_betas must be >= 4, got {num_betas}")
+    if schedule == "linear":
+        return jnp.linspace(0.0, 1.0, num_betas)
+    n1 = max(1, round(num_betas * 500 / 14500))
+    n2 = max(1, round(num_betas * 4000 / 14500))
+    n3 = num_betas - n1 - n2
+    return jnp.concatenate([jnp.linspace(0.0, 0.5, n1, endpoint=False), jnp.linspace(0.5, 0.9, n2, endpoint=False),
+                            jnp.linspace(0.9, 1.0, n3)])
+
+
+@functools.partial(jax.jit, static_argnames=("num_chains", "num_betas", "schedule"))
 def ais_log_partition(params: Params, key: jax.Array, base_visible_bias: jax.Array, num_chains: int = 100,
-                      num_betas: int = 1000) -> tuple[jax.Array, jax.Array]:
+                      num_betas: int = 1000, schedule: str = "linear") -> tuple[jax.Array, jax.Array]:
     """Annealed importance sampling estimate of ``log Z`` (Neal 2001; Salakhutdinov & Murray 2008, sec. 4).
 
     The base model ``A`` has independent visible units with biases ``b_A`` (``base_rate_visible_bias`` of
     the data). Intermediate distributions follow the geometric
     path ``p_beta*(v) = exp((1-beta) b_A^T v + beta b^T v) prod_j (1 + exp(beta (c_j + (v^T W)_j)))`` over
-    ``num_betas`` equally spaced ``beta`` in [0, 1]; at ``beta = 0`` its normaliser is
+    the ``num_betas`` inverse temperatures of ``ais_betas(num_betas, schedule)``; at ``beta = 0`` its normaliser is
     ``Z_0 = 2^H prod_i (1 + exp(b_A,i))``. Each of ``num_chains`` chains starts with an exact
     sample of ``A``, accumulates ``log w += log p_beta_k*(v) - log p_beta_{k-1}*(v)`` and moves by one
     block Gibbs step that leaves ``p_beta_k`` invariant. Returns ``log Z_0 + log mean(w)`` and its standard
     error ``std(w) / (sqrt(M) mean(w))`` (delta method). ``E[w] = Z/Z_0`` so ``Z`` is unbiased, while the
     ``log Z`` estimate is biased low (Jensen) when the error bar is large.
     """
-    require(num_betas >= 2, f"num_betas must be >= 2, got {num_betas}")
     require(num_chains >= 2, f"num_chains must be >= 2 for an error bar, got {num_chains}")
     b_a = jnp.asarray(base_visible_bias, jnp.float32)
     w, b, c = params["w"], params["b"], params["c"]
-    betas = jnp.linspace(0.0, 1.0, num_betas)
+    betas = ais_betas(num_betas, schedule)
 
     def log_p_star(v: jax.Array, beta: jax.Array) -> jax.Array:
         return v @ ((1.0 - beta) * b_a + beta * b) + jnp.sum(jax.nn.softplus(beta * (v @ w + c)), axis=-1)

@@ -7,17 +7,16 @@ from gm_jax.classical import mixtures, rbm
 from gm_jax.classical.family import make_family, model_defaults
 from gm_jax.core.errors import ConfigError
 from gm_jax.core.family import DataSpec
+from gm_jax.train.config import base_config
 
 
-def _config(family: str, **changes):
-    cfg = model_defaults()
-    cfg.family = family
-    cfg.update(changes)
-
-    class Config:
-        model = cfg
-
-    return Config()
+def _config(family: str, optim=None, **changes):
+    config = base_config()
+    config.model = model_defaults()
+    config.model.family = family
+    config.model.update(changes)
+    config.optim.update(optim or {})
+    return config
 
 
 def _binary_images(n: int = 32) -> np.ndarray:
@@ -72,7 +71,8 @@ def test_rbm_family_trains_and_ais_nll_matches_exact():
     x = _binary_images()
     # AIS sizes as in test_rbm.py (6 visible, 4 hidden, 256 chains, 400 betas) reuse its compiled program
     fam = make_family(_config("rbm", num_hidden=4, num_chains=8, ais_chains=256, ais_betas=400,
-                              sample_steps=20, learning_rate=0.1), BINARY_SPEC)
+                              sample_steps=20,
+                              optim={"name": "sgd", "learning_rate": 0.1, "momentum": 0.5}), BINARY_SPEC)
     state = fam.init(jax.random.key(0), {"x": x})
     chains0 = np.asarray(state.extra)
     step = jax.jit(fam.train_step)
@@ -86,3 +86,24 @@ def test_rbm_family_trains_and_ais_nll_matches_exact():
     assert abs(float(out["nll"]) - exact) < 4 * float(out["log_z_stderr"]) + 1e-3
     samples, _ = fam.sample(state.params, jax.random.key(4), 6)
     assert samples.shape == (6, 2, 3, 1)
+
+
+def test_rbm_step_size_comes_from_config_optim():
+    """SGD without momentum: the first update is ``optim.learning_rate`` times the CD-1 direction
+    ``cd_gradient - weight_decay W`` with the negatives drawn from the step's key."""
+    x = _binary_images(16)
+    lr, wd = 0.07, 0.01
+    fam = make_family(_config("rbm", num_hidden=3, num_chains=4, persistent=False, weight_decay=wd,
+                              optim={"name": "sgd", "learning_rate": lr, "momentum": 0.0}), BINARY_SPEC)
+    state = fam.init(jax.random.key(0), {"x": x})
+    new, _ = jax.jit(fam.train_step)(state, {"x": x}, jax.random.key(1))
+    flat = jnp.asarray(x.reshape(len(x), -1))
+    v_model, _ = rbm.gibbs_chain(state.params, jax.random.key(1), flat, 1)
+    g = rbm.cd_gradient(state.params, flat, v_model)
+    g["w"] = g["w"] - wd * state.params["w"]
+    for k in ("w", "b", "c"):
+        delta = np.asarray(new.params[k]) - np.asarray(state.params[k])
+        assert np.abs(delta).max() > 0
+        np.testing.assert_allclose(delta, lr * np.asarray(g[k]), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        make_family(_config("rbm", optim={"learning_rate": 0.0}), BINARY_SPEC)

@@ -82,3 +82,27 @@ def test_bad_input_raises_config_error():
         hp.hebbian_weights(jnp.ones((5,)))
     with pytest.raises(ConfigError):
         hp.capacity_study(jax.random.key(0), 50, [0.1], flip_fraction=0.7)
+
+
+def _correlated_patterns(p: int, n: int, seed: int = 0) -> np.ndarray:
+    """Sparse ``±1`` patterns (80 % of units at -1, like binarized digits): mean overlap ~0.36."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random((p, n)) < 0.2, 1.0, -1.0).astype(np.float32)
+
+
+def test_projection_rule_stores_correlated_patterns_that_hebbian_cannot():
+    pats = jnp.asarray(_correlated_patterns(6, 200))
+    hebb, proj = hp.hebbian_weights(pats), hp.projection_weights(pats)
+    assert not np.array_equal(np.asarray(hp.sync_update(hebb, pats)), np.asarray(pats))
+    np.testing.assert_array_equal(np.asarray(hp.sync_update(proj, pats)), np.asarray(pats))
+    w = np.asarray(proj)
+    np.testing.assert_allclose(w, w.T, atol=1e-6)
+    np.testing.assert_allclose(np.diag(w), 0.0)
+    # orthogonal patterns (rows of a Hadamard matrix): the projection rule is the Hebbian rule
+    h = np.array([[1.0]])
+    for _ in range(4):
+        h = np.block([[h, h], [h, -h]])
+    np.testing.assert_allclose(np.asarray(hp.projection_weights(jnp.asarray(h[:5]))),
+                               np.asarray(hp.hebbian_weights(jnp.asarray(h[:5]))), atol=1e-5)
+    with pytest.raises(ConfigError, match="P < N"):
+        hp.projection_weights(jnp.ones((4, 4)))

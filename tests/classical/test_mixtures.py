@@ -150,3 +150,26 @@ def test_bad_input_raises_config_error():
         mx.gaussian_mixture_em(2, "diag", reg_covar=0.0)
     with pytest.raises(ConfigError, match="binary"):
         mx.bernoulli_mixture_em(2).init(jax.random.key(0), jnp.asarray([[0.0, 0.5], [1.0, 1.0]]))
+
+
+def test_singular_covariance_is_regularized_not_nan():
+    """A constant coordinate makes every sample covariance singular; ``reg_covar`` (documented in
+    ``gmm_m_step``) keeps it positive definite, so the log-likelihood stays finite and matches scipy."""
+    x = _gmm_data(200)
+    x = np.concatenate([x, np.full((200, 1), 3.0, np.float32)], axis=1)
+    em = mx.gaussian_mixture_em(2, "full", 1e-3)
+    params = em.init(jax.random.key(0), jnp.asarray(x))
+    params, m = em.step(params, jnp.asarray(x))
+    assert np.isfinite(float(m["log_likelihood"]))
+    assert np.all(np.linalg.eigvalsh(np.asarray(params["covariances"], np.float64)) >= 1e-3 - 1e-6)
+    np.testing.assert_allclose(float(np.mean(mx.gmm_log_density(params, x, "full"))),
+                               np.mean(np.log(sum(w * stats.multivariate_normal(mu, c).pdf(x) for w, mu, c in
+                                                  zip(*(np.asarray(params[k], np.float64) for k in
+                                                        ("weights", "means", "covariances")), strict=True)))),
+                               rtol=1e-4)
+    with pytest.raises(ConfigError, match="num_components"):
+        mx.bernoulli_mixture_em(3).step({"weights": jnp.ones(3) / 3, "probs": jnp.full((3, 2), 0.5)},
+                                        jnp.asarray([[0.0, 1.0], [1.0, 1.0]]))
+    with pytest.raises(ConfigError, match="binary"):
+        mx.bernoulli_mixture_em(1).step({"weights": jnp.ones(1), "probs": jnp.full((1, 2), 0.5)},
+                                        jnp.asarray([[0.0, 2.0], [1.0, 1.0]]))

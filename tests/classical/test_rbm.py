@@ -114,3 +114,36 @@ def test_filters_as_images_and_bad_input():
         rbm.ais_log_partition(params, jax.random.key(0), jnp.zeros(12), num_chains=1)
     with pytest.raises(ConfigError):
         rbm.exact_log_partition(_random_rbm(30, 30))
+
+
+def test_default_update_is_hintons_momentum_rule():
+    """``vel <- m vel + lr (g - wd W)``, ``params += vel`` (Hinton 2010, secs. 9-10), checked by hand."""
+    data = jnp.asarray(_data()[:8])
+    params = _random_rbm(6, 3, seed=9, scale=0.1)
+    lr, wd, mom = 0.1, 0.01, 0.5
+    cd = rbm.contrastive_divergence(2, lr, wd, mom, persistent=False)
+    state = cd.init(params, jax.random.key(0), 4)
+    ref = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    vel = {k: np.zeros_like(v) for k, v in ref.items()}
+    step = jax.jit(cd.step)
+    for i in range(2):
+        key = jax.random.key(10 + i)
+        v_model, _ = rbm.gibbs_chain(params, key, data, 2)
+        g = {k: np.asarray(v, np.float64) for k, v in rbm.cd_gradient(params, data, v_model).items()}
+        g["w"] = g["w"] - wd * np.asarray(params["w"], np.float64)
+        vel = {k: mom * vel[k] + lr * g[k] for k in vel}
+        ref = {k: ref[k] + vel[k] for k in ref}
+        params, state, _ = step(params, state, data, key)
+        for k in ref:
+            np.testing.assert_allclose(np.asarray(params[k]), ref[k], rtol=1e-4, atol=1e-5)
+
+
+def test_ais_schedules():
+    for n in (4, 100, 14500):
+        for schedule in ("linear", "sm08"):
+            b = np.asarray(rbm.ais_betas(n, schedule))
+            assert b.shape == (n,) and b[0] == 0.0 and b[-1] == 1.0 and np.all(np.diff(b) > 0)
+    b = np.asarray(rbm.ais_betas(14500, "sm08"))  # Salakhutdinov & Murray (2008): 500, 4000, 10000 points
+    assert np.sum(b < 0.5) == 500 and np.sum((b >= 0.5) & (b < 0.9)) == 4000 and np.sum(b >= 0.9) == 10000
+    with pytest.raises(ConfigError, match="schedule"):
+        rbm.ais_betas(10, "geometric")
