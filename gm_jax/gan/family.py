@@ -119,9 +119,15 @@ def make_family(config: Any, spec: DataSpec) -> Family:
     Each step: for ``n_critic`` iterations the discriminator minimises the named loss's ``d_loss`` (Goodfellow
     et al. 2014, Alg. 1) plus ``gp_weight * gradient_penalty`` (Gulrajani et al. 2017, eq. 3) and
     ``r1_weight * r1_penalty`` (Mescheder et al. 2018, eq. 9); then the generator minimises ``g_loss``.
-    Conditional models give the generated batch the labels of the real batch.
+    Conditional models give the generated batch the labels of the real batch. ``model.task`` other than
+    'generate' ('pix2pix', 'cyclegan', 'srgan') builds the image-to-image family of
+    :mod:`gm_jax.gan.image_to_image` instead.
     """
     m = config.model
+    if m.get("task", "generate") != "generate":  # Pix2Pix, CycleGAN, SRGAN: their own step and sampler
+        from gm_jax.gan import image_to_image
+
+        return image_to_image.make_family(config, spec)
     _check_config(m, spec)
     gen, disc = make_networks(m, spec)
     loss_fn = get_loss(m.loss)

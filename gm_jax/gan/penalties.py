@@ -1,4 +1,5 @@
-"""Regularisers of the discriminator: WGAN-GP gradient penalty, R1, and spectral normalisation.
+"""Regularisers of the discriminator: WGAN-GP gradient penalty, R1, and spectral normalisation (a pure
+function and a linen wrapper :class:`SpectralNorm`).
 
 The penalties take the critic as a function ``critic(x) -> scores [B]`` (or ``[B, ...]``; the scores are
 summed, which gives per-example input gradients because examples do not interact).
@@ -7,9 +8,13 @@ summed, which gives per-example input gradients because examples do not interact
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
 Critic = Callable[[jax.Array], jax.Array]
 
@@ -70,3 +75,47 @@ def spectral_normalize(weight: jax.Array, u: jax.Array, num_iters: int = 1
 def init_spectral_vector(key: jax.Array, weight: jax.Array) -> jax.Array:
     """A random unit vector ``u`` of size ``weight.shape[-1]`` to start the power iteration."""
     return _l2_normalize(jax.random.normal(key, (weight.shape[-1],), weight.dtype))
+
+
+class SpectralNorm(nn.Module):
+    """Spectral normalisation as a parametrization of any linen layer (Miyato et al. 2018, eq. 8, Alg. 1).
+
+    Wraps ``layer`` (e.g. ``nn.Dense(64)`` or ``nn.Conv(32, (4, 4))``): every parameter of it named
+    ``kernel`` is replaced, before the layer runs, by ``W / sigma(W)`` from :func:`spectral_normalize`, so the
+    layer is (at most) 1-Lipschitz in the spectral norm of its kernel matrix ``[prod(...) * in, out]``. The
+    trained parameters stay the raw ``W`` (under ``params/layer``). The persistent power-iteration vector of
+    each kernel, and its last ``sigma``, live in the mutable collection ``collection`` ("spectral"); with
+    ``update_stats=True`` each call runs ``num_iters`` power iterations and writes them back (apply with
+    ``mutable=["spectral"]``), with ``update_stats=False`` the stored ``u`` is used as is.
+    """
+
+    layer: nn.Module
+    num_iters: int = 1
+    collection: str = "spectral"
+
+    @nn.compact
+    def __call__(self, *args: Any, update_stats: bool = False, **kwargs: Any) -> Any:
+        initializing = self.is_initializing()
+
+        def normalize_kernels(tree: Any) -> Any:
+            flat = traverse_util.flatten_dict(flax.core.unfreeze(tree))
+            out = {}
+            for path, w in flat.items():
+                if path[-1] != "kernel" or jnp.ndim(w) < 2:
+                    out[path] = w
+                    continue
+                name = "_".join(str(p) for p in (path[1:] if path[0] == "params" else path))
+                u_var = self.variable(self.collection, f"{name}_u",
+                                      lambda w_=w: init_spectral_vector(self.make_rng("params"), w_))
+                sigma_var = self.variable(self.collection, f"{name}_sigma", lambda: jnp.ones((), jnp.float32))
+                w_sn, u_new, sigma = spectral_normalize(w, u_var.value, self.num_iters)
+                if update_stats and not initializing:
+                    u_var.value, sigma_var.value = u_new, jax.lax.stop_gradient(sigma)
+                out[path] = w_sn
+            return traverse_util.unflatten_dict(out)
+
+        def forward(layer: nn.Module) -> Any:
+            return layer(*args, **kwargs)
+
+        return nn.map_variables(forward, "params", trans_in_fn=normalize_kernels, init=initializing,
+                                mutable=True)(self.layer)

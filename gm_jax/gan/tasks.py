@@ -112,3 +112,114 @@ def srgan_generator_loss(fake_logits: jax.Array, super_resolved: jax.Array, high
     content = jnp.mean((super_resolved - high_resolution) ** 2)
     adversarial = generator_loss(loss, fake_logits)
     return SRGANGeneratorLoss(content + adversarial_weight * adversarial, content, adversarial)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Offline task construction: paired (edges -> image, masked -> full, low -> high resolution) and unpaired
+# (two class sets of one labelled dataset) tasks built from a batch of images on the device.
+# ---------------------------------------------------------------------------------------------------------
+
+def sobel_edges(images: jax.Array, threshold: float = 0.5) -> jax.Array:
+    """Binary edge map of images ``[B, H, W, C]`` in ``[-1, 1]``: the Sobel gradient magnitude
+    ``sqrt(G_x^2 + G_y^2)`` (Sobel & Feldman 1968; kernels ``[1 2 1]^T [-1 0 1]`` and its transpose, zero
+    padding, on the channel mean) thresholded at ``threshold``; edges are ``+1``, the rest ``-1``
+    (the "edges -> photo" input of Isola et al. 2017, built here without HED)."""
+    require(images.ndim == 4, f"sobel_edges expects images [B, H, W, C], got shape {tuple(images.shape)}")
+    gray = jnp.mean(images, axis=-1, keepdims=True)
+    smooth, diff = jnp.array([1.0, 2.0, 1.0]), jnp.array([-1.0, 0.0, 1.0])
+    kx = (smooth[:, None] * diff[None, :])[:, :, None, None].astype(images.dtype)  # d/dx (width)
+    ky = (diff[:, None] * smooth[None, :])[:, :, None, None].astype(images.dtype)  # d/dy (height)
+    dims = ("NHWC", "HWIO", "NHWC")
+    gx = jax.lax.conv_general_dilated(gray, kx, (1, 1), "SAME", dimension_numbers=dims)
+    gy = jax.lax.conv_general_dilated(gray, ky, (1, 1), "SAME", dimension_numbers=dims)
+    magnitude = jnp.sqrt(gx ** 2 + gy ** 2)
+    return jnp.where(magnitude > threshold, 1.0, -1.0).astype(images.dtype)
+
+
+def random_box_mask(key: jax.Array, batch: int, height: int, width: int, min_frac: float = 0.3,
+                    max_frac: float = 0.6) -> jax.Array:
+    """One random axis-aligned hole per image (the masked -> full inpainting task; Pathak et al. 2016 use a
+    central or random block): mask ``[B, H, W, 1]`` with 0 inside the hole, 1 where pixels are known. The
+    hole's side lengths are uniform in ``[min_frac, max_frac]`` of the image side, its position uniform."""
+    require(0.0 < min_frac <= max_frac <= 1.0,
+            f"need 0 < min_frac <= max_frac <= 1, got min_frac={min_frac}, max_frac={max_frac}")
+    k_h, k_w, k_y, k_x = jax.random.split(key, 4)
+    hole_h = jnp.round(jax.random.uniform(k_h, (batch,), minval=min_frac, maxval=max_frac) * height)
+    hole_w = jnp.round(jax.random.uniform(k_w, (batch,), minval=min_frac, maxval=max_frac) * width)
+    top = jnp.floor(jax.random.uniform(k_y, (batch,)) * (height - hole_h + 1))
+    left = jnp.floor(jax.random.uniform(k_x, (batch,)) * (width - hole_w + 1))
+    rows, cols = jnp.arange(height)[None, :], jnp.arange(width)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + hole_h)[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < (left + hole_w)[:, None])
+    hole = in_rows[:, :, None] & in_cols[:, None, :]
+    return jnp.where(hole, 0.0, 1.0)[..., None]
+
+
+def masked_condition(images: jax.Array, mask: jax.Array) -> jax.Array:
+    """Input of the inpainting generator: the known pixels (holes filled with 0, the middle of ``[-1, 1]``)
+    and the mask itself as an extra channel, ``[B, H, W, C + 1]``."""
+    _check_same_shape("masked_condition", images[..., :1], mask)
+    return jnp.concatenate([images * mask, mask], axis=-1)
+
+
+def downsample(images: jax.Array, factor: int) -> jax.Array:
+    """Low-resolution input of super-resolution: the mean over ``factor x factor`` blocks (box filter, then
+    decimation), ``[B, H, W, C] -> [B, H / factor, W / factor, C]``."""
+    b, h, w, c = images.shape
+    require(h % factor == 0 and w % factor == 0,
+            f"downsample by {factor} needs H and W divisible by it, got {h}x{w}")
+    return images.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+def bicubic_upsample(images: jax.Array, factor: int) -> jax.Array:
+    """The bicubic baseline of super-resolution (Keys 1981 cubic convolution, as in Ledig et al. 2017's
+    comparison): ``jax.image.resize(..., "bicubic")`` by ``factor``."""
+    b, h, w, c = images.shape
+    return jax.image.resize(images, (b, h * factor, w * factor, c), "bicubic")
+
+
+def psnr(estimate: jax.Array, reference: jax.Array, data_range: float = 2.0) -> jax.Array:
+    """Peak signal-to-noise ratio per image, ``10 log10(R^2 / MSE)`` dB with peak-to-peak range ``R``
+    (2 for images in ``[-1, 1]``); the estimate is clipped to ``[-R/2, R/2]`` first. Returns ``[B]``."""
+    _check_same_shape("psnr", estimate, reference)
+    est = jnp.clip(estimate, -data_range / 2, data_range / 2)
+    mse = jnp.mean((est - reference).reshape(est.shape[0], -1) ** 2, axis=-1)
+    return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, 1e-12))
+
+
+class UnpairedBatch(NamedTuple):
+    """``k`` examples of domain A and ``k`` of domain B with weights (1 for a true member, 0 for filler)."""
+
+    a: jax.Array
+    weight_a: jax.Array
+    b: jax.Array
+    weight_b: jax.Array
+
+
+def in_classes(label: jax.Array, classes: tuple[int, ...]) -> jax.Array:
+    """Boolean ``[B]``: whether each label is one of ``classes``."""
+    return jnp.any(label[:, None] == jnp.asarray(classes, label.dtype)[None, :], axis=1)
+
+
+def unpaired_domains(x: jax.Array, label: jax.Array, classes_a: tuple[int, ...], classes_b: tuple[int, ...],
+                     k: int) -> UnpairedBatch:
+    """An unpaired two-domain batch from one labelled batch (the CycleGAN set-up of Zhu et al. 2017 on two
+    class sets of one dataset): the first ``k`` examples whose label is in ``classes_a`` and the first ``k``
+    in ``classes_b`` (static shapes; when fewer exist, the rest are other examples with weight 0)."""
+    require(len(classes_a) > 0 and len(classes_b) > 0 and not set(classes_a) & set(classes_b),
+            f"domain classes must be non-empty and disjoint, got {classes_a} and {classes_b}")
+    require(1 <= k <= x.shape[0], f"domain size k must be in [1, {x.shape[0]}], got {k}")
+
+    def take(member: jax.Array) -> tuple[jax.Array, jax.Array]:
+        order = jnp.argsort(jnp.where(member, 0, 1), stable=True)[:k]
+        return x[order], member[order].astype(x.dtype)
+
+    a, wa = take(in_classes(label, classes_a))
+    b, wb = take(in_classes(label, classes_b))
+    return UnpairedBatch(a, wa, b, wb)
+
+
+def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
+    """``sum_i w_i mean(values_i) / max(sum_i w_i, 1)`` over the leading axis (per-example weights)."""
+    per_example = jnp.mean(values.reshape(values.shape[0], -1), axis=-1)
+    return jnp.sum(weight * per_example) / jnp.maximum(jnp.sum(weight), 1.0)

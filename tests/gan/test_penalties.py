@@ -1,10 +1,20 @@
 """Gradient penalty, R1 and spectral normalisation against closed forms and numpy."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm_jax.gan.penalties import gradient_penalty, init_spectral_vector, interpolate, r1_penalty, spectral_normalize
+from gm_jax.gan.penalties import (
+    SpectralNorm,
+    gradient_penalty,
+    init_spectral_vector,
+    interpolate,
+    r1_penalty,
+    spectral_normalize,
+)
 
 
 def linear_critic(w):
@@ -77,3 +87,55 @@ def test_spectral_vector_carried_across_calls_converges():
     top = np.linalg.svd(np.asarray(weight), compute_uv=False)[0]
     assert sigmas[0] <= top + 1e-4
     np.testing.assert_allclose(sigmas[-1], top, rtol=1e-3)
+
+
+def _top_singular_value(kernel):
+    kernel = np.asarray(kernel)
+    return np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+
+
+def test_spectral_norm_wrapper_normalises_dense_and_conv_kernels():
+    """The wrapped layer computes with W / sigma(W): after power iterations carried in the "spectral"
+    collection, the effective kernel (recovered from the layer's outputs) has top singular value 1 (numpy SVD),
+    the stored sigma is the raw kernel's top singular value, and u only moves with update_stats=True."""
+    cases = [(nn.Dense(5, use_bias=False), jnp.eye(7)),
+             (nn.Conv(6, (3, 3), padding="VALID", use_bias=False),
+              jnp.eye(3 * 3 * 4).reshape(36, 3, 3, 4))]  # one-hot inputs read out the kernel's rows
+    for layer, x in cases:
+        model = SpectralNorm(layer, num_iters=1)
+        variables = jax.jit(model.init)(jax.random.key(16), x)
+        assert set(variables["spectral"]) == {"kernel_u", "kernel_sigma"}
+        step = jax.jit(functools.partial(lambda v, update, m, inp: m.apply(v, inp, update_stats=update,
+                                                                            mutable=["spectral"]),
+                                         m=model, inp=x), static_argnums=1)
+        same, unchanged = step(variables, False)
+        np.testing.assert_array_equal(unchanged["spectral"]["kernel_u"], variables["spectral"]["kernel_u"])
+        for _ in range(150):  # one power iteration per call, u carried across calls (Alg. 1)
+            out, new = step(variables, True)
+            variables = {**variables, **new}
+        raw = variables["params"]["layer"]["kernel"]
+        np.testing.assert_allclose(variables["spectral"]["kernel_sigma"], _top_singular_value(raw), rtol=1e-4)
+        effective = np.asarray(out).reshape(x.shape[0], -1)  # rows of the kernel matrix W_SN
+        np.testing.assert_allclose(_top_singular_value(effective), 1.0, rtol=1e-4)
+        np.testing.assert_allclose(effective, np.asarray(raw).reshape(-1, raw.shape[-1])
+                                   / _top_singular_value(raw), rtol=1e-3, atol=1e-6)
+        assert not np.allclose(same, out)  # the first call used the initial, unconverged u
+
+
+def test_spectral_norm_wrapper_gradient_reaches_the_raw_kernel():
+    """d/dW of sum(x W / sigma(W)) is non-zero, and ||W_SN||_2 = 1 is invariant to rescaling W (so the
+    output is unchanged when the raw kernel is doubled)."""
+    model = SpectralNorm(nn.Dense(3), num_iters=50)
+    x = jax.random.normal(jax.random.key(17), (4, 6))
+    variables = jax.jit(model.init)(jax.random.key(18), x)
+    _, new = jax.jit(lambda v: model.apply(v, x, update_stats=True, mutable=["spectral"]))(variables)
+    variables = {**variables, **new}
+    apply = jax.jit(lambda p: model.apply({**variables, "params": p}, x))
+    grads = jax.grad(lambda p: jnp.sum(apply(p) ** 2))(variables["params"])
+    assert float(jnp.max(jnp.abs(grads["layer"]["kernel"]))) > 0
+    doubled = jax.tree.map(lambda a: a, variables["params"])
+    doubled["layer"] = {**doubled["layer"], "kernel": 2 * doubled["layer"]["kernel"]}
+    bias_free = jnp.zeros_like(variables["params"]["layer"]["bias"])
+    for p in (variables["params"], doubled):
+        p["layer"] = {**p["layer"], "bias": bias_free}
+    np.testing.assert_allclose(apply(doubled), apply(variables["params"]), rtol=1e-4, atol=1e-6)
