@@ -1,5 +1,6 @@
 """Core: errors, PRNG helpers, the train state and the family protocol (no networks, no I/O)."""
 
+from gm_jax.core.dequantize import bin_width, uniform_dequantize
 from gm_jax.core.errors import (
     CheckpointError,
     ConfigError,
@@ -16,6 +17,7 @@ from gm_jax.core.state import PyTree, TrainState, apply_gradients, ema_update
 
 __all__ = [
     "Batch", "CheckpointError", "ConfigError", "DataError", "DataSpec", "Family", "GmJaxError", "Metrics",
-    "PyTree", "TrainState", "TrainingDiverged", "apply_gradients", "check_choice", "ema_update",
+    "PyTree", "TrainState", "TrainingDiverged", "apply_gradients", "bin_width", "check_choice", "ema_update",
     "example_keys", "make_optimizer", "per_example_normal", "purpose_key", "require", "seed_key", "step_key",
+    "uniform_dequantize",
 ]

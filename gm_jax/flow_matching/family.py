@@ -26,12 +26,12 @@ from gm_jax.core import (
     check_choice,
     make_optimizer,
     require,
+    uniform_dequantize,
 )
 from gm_jax.flow_matching.losses import COUPLINGS, cfm_loss
 from gm_jax.flow_matching.model import VelocityMLP
 from gm_jax.flow_matching.ode import DIVERGENCES, SOLVERS, ode_log_likelihood, sample_ode
 from gm_jax.flow_matching.paths import PATHS
-from gm_jax.flows.bijectors import uniform_dequantize
 from gm_jax.metrics.likelihood import discrete_nll_from_continuous, nats_to_bits_per_dim
 from gm_jax.nn.unet import UNet, unet_config
 

@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# dequantization lives in gm_jax.core (shared with flow matching); re-exported for existing callers
+from gm_jax.core.dequantize import bin_width as bin_width
+from gm_jax.core.dequantize import uniform_dequantize as uniform_dequantize
 from gm_jax.core.errors import check_choice, require
 
 MASKS = ("checkerboard", "channel")
@@ -278,30 +281,3 @@ class Chain(nn.Module):
             y, log_det = bijector.inverse_and_log_det(y)
             total = total + log_det
         return y, total
-
-
-# ----------------------------------------------------------------------------------------------------
-# Dequantization of discrete data
-# ----------------------------------------------------------------------------------------------------
-
-def bin_width(value_range: tuple[float, float], levels: int) -> float:
-    """Width of one quantization bin after :func:`uniform_dequantize`: ``(hi - lo) / levels``."""
-    require(levels >= 2, f"levels must be >= 2 for discrete data, got {levels}")
-    lo, hi = value_range
-    require(hi > lo, f"value_range must be increasing, got {value_range}")
-    return (hi - lo) / levels
-
-
-def uniform_dequantize(key: jax.Array, x: jax.Array, value_range: tuple[float, float],
-                       levels: int) -> jax.Array:
-    """Uniform dequantization (Theis et al. 2016, sec. 3.1; Dinh et al. 2017, sec. 4.1).
-
-    ``x`` holds discrete values ``lo + (hi - lo) * k / (levels - 1)``, ``k = 0..levels-1``. The result is
-    ``lo + (hi - lo) * (k + u) / levels`` with ``u ~ U[0, 1)``: bin ``k`` becomes the interval of width
-    ``(hi - lo) / levels`` that it owns, and the bins tile ``[lo, hi)``.
-    """
-    width = bin_width(value_range, levels)
-    lo, hi = value_range
-    k = jnp.clip(jnp.round((x - lo) / (hi - lo) * (levels - 1)), 0, levels - 1)
-    u = jax.random.uniform(key, x.shape, x.dtype)
-    return lo + (k + u) * width

@@ -25,8 +25,8 @@ from gm_jax.core import (
     check_choice,
     make_optimizer,
     require,
+    uniform_dequantize,
 )
-from gm_jax.flows.bijectors import uniform_dequantize
 from gm_jax.flows.model import Flow, image_flow, num_dims, realnvp_vector
 from gm_jax.metrics.likelihood import discrete_nll_from_continuous, nats_to_bits_per_dim
 

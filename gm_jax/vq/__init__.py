@@ -2,7 +2,14 @@
 (van den Oord et al. 2017; Razavi et al. 2019)."""
 
 from gm_jax.vq.model import VQVAE, VQDecoder, VQEncoder
-from gm_jax.vq.prior import code_prior, code_prior_log_prob, sample_code_grid
+from gm_jax.vq.prior import (
+    code_inputs,
+    code_prior,
+    code_prior_init,
+    code_prior_log_prob,
+    code_prior_logits,
+    sample_code_grid,
+)
 from gm_jax.vq.quantizer import (
     EmaCodebookState,
     code_distances,
@@ -16,7 +23,7 @@ from gm_jax.vq.quantizer import (
 )
 
 __all__ = [
-    "VQVAE", "EmaCodebookState", "VQDecoder", "VQEncoder", "code_distances", "code_prior",
-    "code_prior_log_prob", "code_usage", "codebook_perplexity", "ema_codebook_init", "ema_codebook_update",
-    "nearest_code", "quantize", "sample_code_grid", "vq_losses",
+    "VQVAE", "EmaCodebookState", "VQDecoder", "VQEncoder", "code_distances", "code_inputs", "code_prior",
+    "code_prior_init", "code_prior_log_prob", "code_prior_logits", "code_usage", "codebook_perplexity",
+    "ema_codebook_init", "ema_codebook_update", "nearest_code", "quantize", "sample_code_grid", "vq_losses",
 ]

@@ -5,8 +5,9 @@ codebook term ``‖sg[z_e] − e‖²`` when ``model.codebook_update='gradient'`
 A.1, Razavi et al. 2019) the statistics ``N`` and ``m`` live in ``state.extra``; after each optimizer step
 :func:`gm_jax.vq.quantizer.ema_codebook_update` moves them and writes ``e = m / Ñ`` into ``params['codebook']``
 (which gets no gradient), so evaluation and decoding read the codebook from the parameters.
-Stage 2, a PixelCNN prior over the code grid, exists as pure functions in :mod:`gm_jax.vq.prior`; this
-family has no ``sample`` (no prior is trained here).
+Stage 1 has no ``sample``. Stage 2 — a PixelCNN prior over the code grid, trained on the codes of a
+stage-1 run — is the same family with ``model.prior_of = STAGE1_WORKDIR`` (:mod:`gm_jax.vq.prior_family`);
+it samples new images.
 """
 
 from __future__ import annotations
@@ -45,16 +46,24 @@ def model_defaults() -> ml_collections.ConfigDict:
     channels: encoder widths, one stride-2 level each; code_dim: D of each code; num_codes: K;
     beta: commitment weight; codebook_update: 'ema' or 'gradient'; codebook_decay: EMA decay γ;
     codebook_epsilon: Laplace smoothing ε.
+    Stage 2 (``prior_of``: work directory of a trained stage-1 run; '' trains stage 1): prior_hidden,
+    prior_layers, prior_kernel_size of the gated PixelCNN over codes, temperature: default sampling
+    temperature. In stage 2 the VQ-VAE fields above are read from the stage-1 run, not from this config.
     """
     return ml_collections.ConfigDict(dict(
         family="vqvae", channels=(32, 64), code_dim=16, num_codes=64, beta=0.25, codebook_update="ema",
-        codebook_decay=0.99, codebook_epsilon=1e-5))
+        codebook_decay=0.99, codebook_epsilon=1e-5, prior_of="", prior_hidden=64, prior_layers=6,
+        prior_kernel_size=3, temperature=1.0))
 
 
 def make_family(config: Any, spec: DataSpec) -> Family:
     """VQ-VAE family: metrics ``loss``, ``recon`` (mean squared error), ``commitment``, ``codebook_loss``,
     ``perplexity`` and ``codes_used`` (fraction of the K codes used in the batch)."""
     cfg = config.model
+    if cfg.get("prior_of", ""):
+        from gm_jax.vq.prior_family import make_prior_family  # stage 2 loads stage 1 through this module
+
+        return make_prior_family(config, spec)
     require(spec.is_image, f"the VQ-VAE models images [H, W, C], got example shape {spec.shape}")
     check_choice("model.codebook_update", cfg.codebook_update, ("ema", "gradient"))
     factor = 2 ** len(cfg.channels)

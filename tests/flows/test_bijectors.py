@@ -88,6 +88,9 @@ def test_chain_factor_out_and_image_flows():
     # Two-scale RealNVP: checkerboard and channel image couplings, squeeze, factor-out, unsqueeze, chain.
     _check(image_flow((4, 4, 1), "realnvp", num_scales=2, steps_per_scale=1, hidden=4).bijector, x,
            jax.random.key(6))
+    # Two-scale Glow: squeeze, (ActNorm, LU 1x1 conv, coupling), factor-out, unsqueeze, composed.
+    _check(image_flow((4, 4, 1), "glow", num_scales=2, steps_per_scale=1, hidden=4).bijector, x,
+           jax.random.key(7))
     factor = bj.FactorOut(bj.Chain((bj.Squeeze(), bj.ActNorm(), bj.Unsqueeze())))
     y, _ = factor.apply(factor.init(jax.random.key(8), jax.random.normal(jax.random.key(9), (8, 4, 4, 2)),
                                     method="forward_and_log_det"), x.repeat(2, -1), method="forward_and_log_det")

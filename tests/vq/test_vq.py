@@ -11,6 +11,7 @@ from gm_jax.core import ConfigError, DataSpec
 from gm_jax.vq import (
     EmaCodebookState,
     code_prior,
+    code_prior_init,
     code_prior_log_prob,
     codebook_perplexity,
     ema_codebook_init,
@@ -129,7 +130,7 @@ def test_code_prior_log_prob_sampling_and_training():
     num_codes, grid = 6, (3, 3)
     prior = code_prior(num_codes, hidden=8, num_layers=2)
     codes = jnp.asarray(np.random.default_rng(4).integers(0, num_codes, size=(5, *grid)))
-    params = prior.init(jax.random.key(0), jnp.zeros((1, *grid, 1)))
+    params = code_prior_init(prior, jax.random.key(0), grid)
     # an input-independent prior: log p(codes) = Σ log softmax(b)[k]
     logits = jnp.array([0.3, -1.0, 1.2, 0.0, 0.5, -0.2])
     const = jax.tree.map(jnp.zeros_like, params)
