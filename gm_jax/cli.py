@@ -4,6 +4,7 @@
     gm-jax sample --workdir DIR [--num N] [--seed S] [--sampler NAME --steps N --eta E --guidance W --label L]
     gm-jax eval --workdir DIR [--metrics fid,kid,is,prdc --num N] [--num_batches N]
     gm-jax data prepare NAME [--data_dir DIR] [--source_dir DIR] | gm-jax data list
+    gm-jax bench samplers [--quick] [--out DIR] [--workdir RUN] | gm-jax bench train [--quick] [--out DIR]
 
 Bad input prints one line ``gm-jax: error: ...`` naming the problem and the fix, and exits with status 2.
 """
@@ -58,6 +59,35 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--data_dir", default="", help="TFDS data_dir (default $GM_JAX_DATA_DIR or ~/tensorflow_datasets)")
     dp.add_argument("--source_dir", default="", help="folder with the raw files (IDX .gz, CIFAR-10 batches)")
     dsub.add_parser("list", help="list dataset names")
+
+    b = sub.add_parser("bench", help="benchmarks: sampler speed and quality per NFE; training throughput")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    bs = bsub.add_parser("samplers", help="compile/run time, NFE, overhead over the network, fused vs "
+                                          "Python-stepped, recompilations, quality per NFE")
+    bt = bsub.add_parser("train", help="training images/s: 1 vs k fused steps per call, dtypes, devices")
+    for q in (bs, bt):
+        q.add_argument("--quick", action="store_true", help="a small grid that runs in a few minutes on a CPU")
+        q.add_argument("--out", default="runs/bench", help="output folder (JSON, Markdown, PNG)")
+        q.add_argument("--repeats", type=int, default=0, help="timed repeats per measurement (0: mode default)")
+        q.add_argument("--min_time", type=float, default=-1.0,
+                       help="time each measurement for at least this many seconds (default 0.3 / 0.5)")
+    bs.add_argument("--workdir", default="", help="a trained diffusion run for FID vs NFE (optional)")
+    bs.add_argument("--nets", default="", help="networks, comma-separated: mlp2d_tiny,mlp2d,unet_tiny,unet_small "
+                    "('none': no timing)")
+    bs.add_argument("--samplers", default="", help="samplers, comma-separated (default: all)")
+    bs.add_argument("--steps", default="", help="step counts, comma-separated")
+    bs.add_argument("--batches", default="", help="batch sizes, comma-separated")
+    bs.add_argument("--num_timesteps", type=int, default=0, help="DDPM schedule length T (default 1000)")
+    bs.add_argument("--quality_steps", default="", help="step counts for quality vs NFE ('none' skips it)")
+    bs.add_argument("--quality_samplers", default="", help="samplers for quality vs NFE")
+    bs.add_argument("--quality_num", type=int, default=0, help="samples per quality measurement")
+    bs.add_argument("--no_python_baseline", action="store_true", help="skip the Python-stepped baseline")
+    bt.add_argument("--configs", default="", help="config files under experiments/configs, comma-separated")
+    bt.add_argument("--k", type=int, default=0, help="steps fused per call (default 4 quick, 10 full)")
+    bt.add_argument("--scaling", default="", help="configs to run over 1, 2, 8 devices (default: the first)")
+    bt.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="config override for every benchmarked config, e.g. --set data.batch_size=32 (repeatable)")
+    bt.add_argument("--devices", type=int, default=8, help="simulated CPU devices (set before JAX starts)")
     return p
 
 
@@ -139,6 +169,33 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench_command == "train" and args.devices > 1 and "xla_force_host_platform_device_count" not in \
+            os.environ.get("XLA_FLAGS", ""):
+        from jax._src import xla_bridge
+
+        if not xla_bridge.backends_are_initialized():  # the flag only counts before JAX starts its backends
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                       f" --xla_force_host_platform_device_count={args.devices}").strip()
+    from gm_jax.bench.commands import apply_options, run_sampler_bench, run_train_bench, sampler_grid
+
+    log = lambda line: print(line, file=sys.stderr, flush=True)
+    if args.bench_command == "samplers":
+        grid = apply_options(sampler_grid(args.quick), nets=args.nets, samplers=args.samplers, steps=args.steps,
+                             batches=args.batches, repeats=args.repeats, quality_steps=args.quality_steps,
+                             quality_num=args.quality_num, quality_samplers=args.quality_samplers,
+                             python_baseline=not args.no_python_baseline, num_timesteps=args.num_timesteps,
+                             min_time=args.min_time)
+        payload = run_sampler_bench(grid, args.out, args.quick, args.workdir, log=log)
+    else:
+        payload = run_train_bench(args.out, args.quick, args.configs, args.k, args.repeats, args.scaling,
+                                  args.min_time, ["--config." + v for v in args.set], log=log)
+    print(json.dumps({"paths": payload["paths"], "targets": payload["targets"],
+                      "total_wall_s": round(payload["total_wall_s"], 1),
+                      "total_cpu_s": round(payload["total_cpu_s"], 1)}))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
@@ -157,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_sample(args)
         if args.command == "eval":
             return cmd_eval(args)
+        if args.command == "bench":
+            return cmd_bench(args)
         return cmd_data(args)
     except GmJaxError as e:
         print(f"gm-jax: error: {e}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Benchmarks: sampler speed and quality per NFE (``samplers``), training throughput (``train``)."""

@@ -1,0 +1,236 @@
+"""``gm-jax bench samplers`` and ``gm-jax bench train``: the grids of quick and full mode, and the files
+they write (JSON, Markdown, PNG) under ``--out``."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gm_jax.core.errors import check_choice, require
+
+
+@dataclasses.dataclass
+class SamplerGrid:
+    """What ``bench samplers`` measures; :func:`sampler_grid` fills the quick and full defaults."""
+
+    nets: tuple[str, ...]
+    batches: dict[str, tuple[int, ...]]
+    samplers: tuple[str, ...]
+    steps: dict[str, tuple[int, ...]]
+    repeats: int
+    quality_samplers: tuple[str, ...]
+    quality_steps: tuple[int, ...]
+    quality_num: int
+    fid_samplers: tuple[str, ...]
+    fid_steps: tuple[int, ...]
+    fid_num: int
+    python_baseline: bool = True
+    num_timesteps: int = 1000
+    min_time: float = 0.3
+    guidance: float = 2.0
+
+
+def sampler_grid(quick: bool) -> SamplerGrid:
+    """Quick: the 2-D MLP at batch 64 and the tiny U-Net at batch 16, a few step counts (a few minutes
+    on 2 idle CPU cores). Full: the 2-D MLP, the tiny U-Net and the default Fashion-MNIST U-Net ('small') at batches 1,
+    16 and 64, steps 10–100 (hours on a CPU; minutes on an accelerator)."""
+    from gm_jax.bench.samplers import SAMPLER_NAMES
+
+    if quick:
+        return SamplerGrid(nets=("mlp2d", "unet_tiny"), batches={"mlp2d": (64,), "unet_tiny": (16,)},
+                           samplers=SAMPLER_NAMES, steps={"mlp2d": (5, 10, 20, 50), "unet_tiny": (5, 10)},
+                           repeats=3, quality_samplers=SAMPLER_NAMES, quality_steps=(5, 10, 20, 50, 100),
+                           quality_num=2000, fid_samplers=("ddim", "dpm_solver_2m"), fid_steps=(10, 20),
+                           fid_num=256)
+    nets = ("mlp2d", "unet_tiny", "unet_small")
+    return SamplerGrid(nets=nets, batches={n: (1, 16, 64) for n in nets}, samplers=SAMPLER_NAMES,
+                       steps={n: (10, 20, 50, 100) for n in nets}, repeats=5, quality_samplers=SAMPLER_NAMES,
+                       quality_steps=(5, 10, 20, 50, 100, 200), quality_num=5000,
+                       fid_samplers=("ddpm", "ddim", "heun", "dpm_solver_2m"), fid_steps=(10, 20, 50, 100),
+                       fid_num=1000)
+
+
+def _parse_ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise_config(f"{what} must be comma-separated integers, got {text!r}")
+    require(len(values) > 0 and all(v >= 1 for v in values), f"{what} must be integers >= 1, got {text!r}")
+    return values
+
+
+def raise_config(message: str) -> None:
+    """Raise a one-line ConfigError (for use in except blocks)."""
+    from gm_jax.core.errors import ConfigError
+
+    raise ConfigError(message) from None
+
+
+def apply_options(grid: SamplerGrid, nets: str = "", samplers: str = "", steps: str = "", batches: str = "",
+                  repeats: int = 0, quality_steps: str = "", quality_num: int = 0, quality_samplers: str = "",
+                  python_baseline: bool = True, num_timesteps: int = 0, min_time: float = -1.0) -> SamplerGrid:
+    """Command-line overrides of a grid (empty / 0: keep the grid's value)."""
+    from gm_jax.bench.samplers import NETS, SAMPLER_NAMES
+
+    g = dataclasses.replace(grid)
+    if nets:  # 'none': no timing (e.g. only FID vs NFE of a --workdir)
+        g.nets = () if nets == "none" else tuple(n.strip() for n in nets.split(",") if n.strip())
+        for n in g.nets:
+            check_choice("network", n, NETS)
+    if samplers:
+        g.samplers = tuple(s.strip() for s in samplers.split(",") if s.strip())
+        for s in g.samplers:
+            check_choice("sampler", s, SAMPLER_NAMES)
+    if quality_samplers:
+        g.quality_samplers = tuple(s.strip() for s in quality_samplers.split(",") if s.strip())
+        for s in g.quality_samplers:
+            check_choice("sampler", s, SAMPLER_NAMES)
+    first = grid.nets[0]
+    if steps:
+        g.steps = {n: _parse_ints(steps, "--steps") for n in g.nets}
+    else:
+        g.steps = {n: grid.steps.get(n, grid.steps[first]) for n in g.nets}
+    if batches:
+        g.batches = {n: _parse_ints(batches, "--batches") for n in g.nets}
+    else:
+        g.batches = {n: grid.batches.get(n, grid.batches[first]) for n in g.nets}
+    if quality_steps:
+        g.quality_steps = () if quality_steps == "none" else _parse_ints(quality_steps, "--quality_steps")
+    if repeats:
+        require(repeats >= 1, f"--repeats must be >= 1, got {repeats}")
+        g.repeats = repeats
+    if quality_num:
+        require(quality_num >= 16, f"--quality_num must be >= 16, got {quality_num}")
+        g.quality_num = quality_num
+    if num_timesteps:
+        require(num_timesteps >= max(max(v) for v in g.steps.values()),
+                f"--num_timesteps must be >= the largest --steps, got {num_timesteps}")
+        g.num_timesteps = num_timesteps
+    g.python_baseline = python_baseline
+    if min_time >= 0:
+        g.min_time = float(min_time)
+    return g
+
+
+def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "",
+                      log: Any = print) -> dict[str, Any]:
+    """Run the grid; write ``out/samplers.json``, ``out/samplers.md``, ``out/bench_time_vs_nfe.png`` and
+    ``out/bench_quality_vs_nfe.png``; return the JSON payload."""
+    import os
+
+    from gm_jax.bench import report
+    from gm_jax.bench.samplers import bench_chain, fid_vs_nfe, forward_cost, make_net, quality_vs_nfe
+    from gm_jax.bench.timing import environment
+
+    os.makedirs(out, exist_ok=True)
+    t_start = time.perf_counter()
+    cpu_start = time.process_time()
+    env = environment()
+    timing: list[dict[str, Any]] = []
+    for net_name in grid.nets:
+        setup = make_net(net_name)
+        for batch in grid.batches[net_name]:
+            fwd = forward_cost(setup, batch, grid.guidance, grid.repeats, grid.num_timesteps)
+            for sampler in grid.samplers:
+                t0 = time.perf_counter()
+                recs = bench_chain(setup, sampler, batch, grid.steps[net_name], repeats=grid.repeats,
+                                   guidance=grid.guidance, python_baseline=grid.python_baseline,
+                                   min_total_s=grid.min_time,
+                                   num_timesteps=grid.num_timesteps, max_steps=grid.num_timesteps,
+                                   forward=fwd)
+                for r in recs:
+                    r.update(env)
+                timing += recs
+                report.write_json(os.path.join(out, "samplers.partial.json"), {"environment": env, "timing": timing})
+                log(f"bench samplers: {net_name} batch {batch} {sampler}: "
+                    + ", ".join(f"NFE {r['nfe']} {1e3 * r['wall_s']:.1f} ms (x{r['overhead_ratio']:.2f})"
+                                for r in recs) + f" [{time.perf_counter() - t0:.0f} s]")
+    quality: list[dict[str, Any]] = []
+    if grid.quality_steps:
+        t0 = time.perf_counter()
+        quality = quality_vs_nfe(grid.quality_samplers, grid.quality_steps, grid.quality_num)
+        log(f"bench samplers: quality vs NFE with the exact mixture score [{time.perf_counter() - t0:.0f} s]")
+    fid: list[dict[str, Any]] = []
+    if workdir:
+        t0 = time.perf_counter()
+        fid = fid_vs_nfe(workdir, grid.fid_samplers, grid.fid_steps, grid.fid_num)
+        log(f"bench samplers: FID vs NFE on {workdir} [{time.perf_counter() - t0:.0f} s]")
+    targets = report.sampler_targets(timing, quality)
+    payload = {"mode": "quick" if quick else "full", "environment": env, "grid": dataclasses.asdict(grid),
+               "weights": "timings use randomly initialized networks (they do not depend on trained weights)",
+               "timing": timing, "quality_exact_score": quality, "fid": fid,
+               "fid_note": "" if workdir else "no --workdir given: FID vs NFE needs a trained run",
+               "targets": targets, "total_wall_s": time.perf_counter() - t_start,
+               "total_cpu_s": time.process_time() - cpu_start}
+    report.write_json(os.path.join(out, "samplers.json"), payload)
+    paths = {"json": os.path.join(out, "samplers.json")}
+    if timing:
+        paths["time_png"] = report.plot_time_vs_nfe(timing, os.path.join(out, "bench_time_vs_nfe.png"))
+    if quality or fid:
+        paths["quality_png"] = report.plot_quality_vs_nfe(quality, os.path.join(out, "bench_quality_vs_nfe.png"),
+                                                          fid)
+    md = [f"# gm-jax bench samplers ({payload['mode']})", "",
+          f"{env['device_kind']} ({env['platform']}), jax {env['jax_version']}, float32; networks randomly "
+          f"initialized; guidance {grid.guidance} (one NFE = one guided pass over 2 × batch).", "",
+          report.markdown_table(report.with_ms(timing), report.SAMPLER_COLUMNS)]
+    if quality:
+        md += ["", f"Exact mixture score, {grid.quality_num} samples:", "",
+               report.markdown_table(quality, report.QUALITY_COLUMNS)]
+    if fid:
+        md += ["", "Trained model:", "", report.markdown_table(fid, report.FID_COLUMNS)]
+    md += ["", "Targets:", ""] + [f"- {t['target']}: met={t['met']}; measured {t['measured']}" for t in targets]
+    with open(os.path.join(out, "samplers.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    paths["markdown"] = os.path.join(out, "samplers.md")
+    payload["paths"] = paths
+    return payload
+
+
+def train_grid_names(quick: bool) -> Sequence[str]:
+    """Config files (under experiments/configs/) that ``bench train`` measures in each mode."""
+    from gm_jax.bench.train import FULL_CONFIGS, QUICK_CONFIGS
+
+    return QUICK_CONFIGS if quick else FULL_CONFIGS
+
+
+def run_train_bench(out: str, quick: bool, configs: str = "", k: int = 0, repeats: int = 0,
+                    scaling: str = "", min_time: float = -1.0, overrides: Sequence[str] = (),
+                    log: Any = print) -> dict[str, Any]:
+    """Run ``bench train``; write ``out/train.json`` and ``out/train.md``; return the JSON payload."""
+    import os
+
+    from gm_jax.bench import report
+    from gm_jax.bench.timing import environment
+    from gm_jax.bench.train import QUICK_OVERRIDES, bench_train, torch_comparison, train_targets
+
+    names = tuple(c.strip() for c in configs.split(",") if c.strip()) or tuple(train_grid_names(quick))
+    k = k or (4 if quick else 10)
+    require(k >= 2, f"--k must be >= 2 (steps fused per call), got {k}")
+    repeats = repeats or 3
+    scaling_configs = tuple(s.strip() for s in scaling.split(",") if s.strip()) or names[:1]
+    os.makedirs(out, exist_ok=True)
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    env = environment()
+    overrides = (tuple(QUICK_OVERRIDES) if quick else ()) + tuple(overrides)
+    records = bench_train(names, k=k, repeats=repeats, overrides=overrides,
+                          scaling_configs=scaling_configs, min_time=0.5 if min_time < 0 else min_time, log=log)
+    records.append(torch_comparison())
+    targets = train_targets(records, k)
+    payload = {"mode": "quick" if quick else "full", "environment": env, "k": k, "records": records,
+               "targets": targets, "overrides": list(overrides),
+               "total_wall_s": time.perf_counter() - t_start, "total_cpu_s": time.process_time() - cpu_start}
+    report.write_json(os.path.join(out, "train.json"), payload)
+    md = [f"# gm-jax bench train ({payload['mode']})", "",
+          f"{env['device_kind']} ({env['platform']}), {env['device_count']} devices, jax {env['jax_version']}; "
+          "images/s of the compiled training step, input pipeline not timed.", "",
+          report.markdown_table(report.with_ms(records), report.TRAIN_COLUMNS), ""]
+    notes = dict.fromkeys(f"- {r['config']} {r.get('dtype', '')}: {r['status']} — {r['note']}" for r in records
+                          if r.get("note"))
+    md += list(notes)
+    md += ["", "Targets:", ""] + [f"- {t['target']}: met={t['met']}; measured {t['measured']}" for t in targets]
+    with open(os.path.join(out, "train.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    payload["paths"] = {"json": os.path.join(out, "train.json"), "markdown": os.path.join(out, "train.md")}
+    return payload
