@@ -15,6 +15,7 @@ def get_config():
     config.data.batch_size = 256
     config.model = model_defaults()
     config.model.process = "ve"
+    config.model.ve_sigma_max = 5.0   # ≈ the largest distance between checkerboard points
     config.model.parametrization = "score"
     config.model.network = "mlp"
     config.model.class_conditional = False
@@ -24,7 +25,7 @@ def get_config():
     config.model.langevin_steps = 5
     config.model.langevin_step_lr = 2e-5
     config.optim.learning_rate = 1e-3
-    config.train.num_steps = 10000
+    config.train.num_steps = 5000
     config.train.log_every = 100
     config.train.checkpoint_every = 2000
     config.train.num_samples = 2000

@@ -48,6 +48,8 @@ def model_defaults() -> ml_collections.ConfigDict:
     c.class_conditional = True      # use labels when the data has classes
     c.label_dropout = 0.1           # P(label → null label) in training (classifier-free guidance)
     c.sigma_data = 0.5              # EDM σ_data
+    c.ve_sigma_min = 0.01           # VE SDE σ_min, σ_max (Song et al. 2021, eq. 9); σ_max ≈ the largest
+    c.ve_sigma_max = 50.0           #   distance between training points (Song & Ermon 2020, technique 1)
     c.t_min = 1e-3                  # continuous processes: training times t ~ U(t_min, T)
     c.sampler = "ddim"              # see gm_jax.diffusion.samplers.SAMPLERS
     c.grid = ""                     # 'discrete' | 'uniform' | 'edm'; '' picks by process
@@ -59,7 +61,7 @@ def model_defaults() -> ml_collections.ConfigDict:
     c.pc_corrector_steps = 1
     c.langevin_step_lr = 2e-5       # annealed Langevin ε
     c.langevin_steps = 5            # annealed Langevin steps per level
-    c.eval_num_t = 0                # VLB terms per evaluation: 0 = all T, else an unbiased estimate
+    c.eval_num_t = 0                # VLB: 0 = all T terms, else L_0 + L_T exact and this many stratified KL terms
     c.clip_denoised = True          # images: clip x̂₀ to [−1, 1] while sampling (Ho et al. 2020's sampler)
     return c
 
@@ -75,6 +77,10 @@ def _validate(m: Any, spec: DataSpec) -> None:
             f"model.network 'unet' needs image data [H, W, C], got shape {spec.shape}; use 'mlp'")
     require(0.0 <= m.label_dropout < 1.0, f"model.label_dropout must be in [0, 1), got {m.label_dropout}")
     require(int(m.num_timesteps) >= 1, f"model.num_timesteps must be >= 1, got {m.num_timesteps}")
+    lo, hi = float(m.get("ve_sigma_min", 0.01)), float(m.get("ve_sigma_max", 50.0))  # runs saved before these
+    require(0 < lo < hi, f"model.ve_sigma_min must be in (0, ve_sigma_max), got {lo} and {hi}")
+    require(0 <= int(m.eval_num_t) <= max(int(m.num_timesteps) - 1, 0),
+            f"model.eval_num_t must be 0 (all terms) or in [1, num_timesteps - 1], got {m.eval_num_t}")
 
 
 def build_network(m: Any, spec: DataSpec, num_classes: int) -> Any:
@@ -97,8 +103,10 @@ def make_family(config: ml_collections.ConfigDict, spec: DataSpec) -> Family:
     ema_decay = float(config.optim.get("ema_decay", 0.0))
     kind = m.parametrization
     discrete = m.process == "discrete"
+    ve_range = ({"sigma_min": float(m.get("ve_sigma_min", 0.01)), "sigma_max": float(m.get("ve_sigma_max", 50.0))}
+                if m.process == "ve" else {})
     process: DiscreteSchedule | Any = (discrete_schedule(m.beta_schedule, int(m.num_timesteps)) if discrete
-                                       else make_sde(m.process))
+                                       else make_sde(m.process, **ve_range))
     time_scale = 1.0 if discrete or kind == "edm" else 999.0
     lo, hi = (float(v) for v in spec.value_range)
     scale_data = spec.is_image

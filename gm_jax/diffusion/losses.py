@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from gm_jax.core.errors import check_choice
+from gm_jax.core.errors import check_choice, require
 from gm_jax.diffusion.schedules import DiscreteSchedule, ddpm_posterior
 
 
@@ -105,26 +106,38 @@ def vlb_term(schedule: DiscreteSchedule, x0: jax.Array, x_t: jax.Array, index: j
 
 def vlb(schedule: DiscreteSchedule, key: jax.Array, x0: jax.Array, x0_fn, num_t: int | None = None,
         variance: str = "beta_tilde", levels: int = 256) -> jax.Array:
-    """L_vlb = L_T + Σ_t L_{t−1} in nats per example (Ho et al. 2020, eq. 5), each x_t ~ q(x_t | x_0).
-    ``x0_fn(x_t, index, alpha, sigma) -> x̂_0``. All T terms when ``num_t`` is None, else the unbiased
-    estimate T·mean of ``num_t`` uniformly drawn terms (Nichol & Dhariwal 2021, Sec. 3.3)."""
+    """L_vlb = L_T + Σ_{t≥2} L_{t−1} + L_0 in nats per example (Ho et al. 2020, eq. 5), each
+    x_t ~ q(x_t | x_0). ``x0_fn(x_t, index, alpha, sigma) -> x̂_0``.
+
+    With ``num_t`` None all T terms are summed. Otherwise L_T and the decoder term L_0 — the largest and
+    the one that matters most for bits/dim — are always computed exactly, and the T − 1 KL terms
+    L_1..L_{T−1} are estimated without bias by stratified sampling: the indices 1..T−1 are cut into
+    ``num_t`` contiguous strata, one index is drawn uniformly from each and its term is weighted by the
+    stratum's size. With ``num_t = T − 1`` this is the full sum. The noise of term t depends only on
+    (key, t), so estimates with different ``num_t`` share it."""
     T = schedule.num_steps
     kt, kn = jax.random.split(key)
-    if num_t is None:
+    if num_t is None or T == 1:
         idx = jnp.arange(T)
-        scale = 1.0
+        weight = jnp.ones((T,))
     else:
-        idx = jax.random.randint(kt, (num_t,), 0, T)
-        scale = T / num_t
+        num_t = int(num_t)
+        require(1 <= num_t <= T - 1, f"num_t must be in [1, T - 1 = {T - 1}] (or None for all terms), got {num_t}")
+        bounds = 1 + (np.arange(num_t + 1) * (T - 1)) // num_t      # strata [bounds[j], bounds[j+1])
+        lo, size = jnp.asarray(bounds[:-1]), jnp.asarray(np.diff(bounds))
+        draw = lo + jnp.floor(jax.random.uniform(kt, (num_t,)) * size).astype(jnp.int32)
+        idx = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.minimum(draw, lo + size - 1)])
+        weight = jnp.concatenate([jnp.ones((1,)), size.astype(jnp.float32)])
 
-    def term(carry, i):
+    def term(carry, iw):
+        i, w = iw
         k = jax.random.fold_in(kn, i)
         alpha, sigma = schedule.alpha_sigma(i)
         x_t = alpha * x0 + sigma * jax.random.normal(k, x0.shape)
-        return carry + vlb_term(schedule, x0, x_t, i, x0_fn(x_t, i, alpha, sigma), variance, levels), None
+        return carry + w * vlb_term(schedule, x0, x_t, i, x0_fn(x_t, i, alpha, sigma), variance, levels), None
 
-    total, _ = jax.lax.scan(term, jnp.zeros((x0.shape[0],)), idx)
-    return prior_kl(schedule, x0) + scale * total
+    total, _ = jax.lax.scan(term, jnp.zeros((x0.shape[0],)), (idx, weight))
+    return prior_kl(schedule, x0) + total
 
 
 def prior_kl(schedule: DiscreteSchedule, x0: jax.Array) -> jax.Array:

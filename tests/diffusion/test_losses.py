@@ -98,3 +98,59 @@ def test_dsm_at_exact_score_and_edm_weight():
     # ε-MSE equals the (α/σ)²-weighted x₀ error
     eps_hat = z + 0.1
     np.testing.assert_allclose(float(jnp.mean(L.eps_mse(eps_hat, z))), 0.01, rtol=1e-4)
+
+
+def _gaussian_vlb_setup(T: int = 30):
+    sched = S.discrete_schedule("linear", T)
+    mix = G.gaussian_mixture([1.0], [[0.2, -0.1]], [[[0.3, 0.0], [0.0, 0.5]]])
+    x0 = jnp.array([[0.1, 0.4], [-0.7, 0.9], [0.5, -0.2]])
+    x0_fn = lambda x_t, i, a, s: G.x0_prediction(mix, x_t, a, s)
+    return sched, x0, x0_fn
+
+
+def test_vlb_stratified_with_all_strata_equals_full_sum():
+    """num_t = T − 1 puts one index in each stratum: the estimate is the full sum with the same noise."""
+    sched, x0, x0_fn = _gaussian_vlb_setup()
+    key = jax.random.key(3)
+    full = L.vlb(sched, key, x0, x0_fn, None, levels=0)
+    strat = L.vlb(sched, key, x0, x0_fn, sched.num_steps - 1, levels=0)
+    np.testing.assert_allclose(np.asarray(strat), np.asarray(full), rtol=1e-5)
+
+
+def test_vlb_stratified_estimate_is_unbiased_with_less_spread_than_uniform():
+    """The mean of the 4-stratum estimate over many keys equals the mean of the full sum (both use
+    per-index noise); it always includes L_0 exactly and spreads less around the full sum than plain
+    uniform sampling of 5 of the T terms (Nichol & Dhariwal 2021), which draws L_0 with probability 5/T."""
+    sched, x0, x0_fn = _gaussian_vlb_setup()
+    keys = jax.random.split(jax.random.key(0), 400)
+    est = jax.jit(jax.vmap(lambda k: L.vlb(sched, k, x0, x0_fn, 4, levels=0)))(keys)
+    full = jax.jit(jax.vmap(lambda k: L.vlb(sched, k, x0, x0_fn, None, levels=0)))(keys)
+    se = np.asarray(jnp.std(est - full, 0)) / np.sqrt(len(keys))
+    np.testing.assert_allclose(np.asarray(est.mean(0)), np.asarray(full.mean(0)), atol=float(4 * se.max() + 1e-3))
+    # plain uniform sampling of 5 of all T terms (Nichol & Dhariwal 2021) on the same per-index terms
+    T = sched.num_steps
+
+    def terms(k):
+        def one(i):
+            a, s = sched.alpha_sigma(i)
+            x_t = a * x0 + s * jax.random.normal(jax.random.fold_in(k, i), x0.shape)
+            return L.vlb_term(sched, x0, x_t, i, x0_fn(x_t, i, a, s), levels=0)
+        return jax.vmap(one)(jnp.arange(T))
+
+    per_t = jax.jit(jax.vmap(terms))(keys)                               # [keys, T, examples]
+    draws = jax.random.randint(jax.random.key(9), (len(keys), 5), 0, T)
+    uniform = T * jnp.take_along_axis(per_t, draws[:, :, None], 1).mean(1)
+    spread_uniform = np.asarray(jnp.std(uniform - per_t.sum(1), 0))
+    spread_strat = np.asarray(jnp.std(est - full, 0))
+    assert np.all(spread_strat < 0.9 * spread_uniform), (spread_strat, spread_uniform)
+
+
+def test_vlb_rejects_bad_num_t():
+    sched, x0, x0_fn = _gaussian_vlb_setup(10)
+    for bad in (0, 10):
+        try:
+            L.vlb(sched, jax.random.key(0), x0, x0_fn, bad, levels=0)
+        except Exception as e:  # noqa: BLE001
+            assert "num_t" in str(e)
+        else:
+            raise AssertionError(f"num_t={bad} accepted")
