@@ -128,7 +128,8 @@ def sampler_grid(run, params, out: str, num: int, guidance: float, seed: int,
                    first_call_s=round(first, 2), steady_s=round(steady, 2))
         print(json.dumps(rec), flush=True)
         records.append(rec)
-        panels.append((f"{sampler}-{steps}\nNFE {info['nfe']}, {steady:.1f} s", x))
+        shown = first if np.isnan(steady) else steady
+        panels.append((f"{sampler}-{steps}\nNFE {info['nfe']}, {shown:.1f} s", x))
     plt = _plt()
     cols = 3
     rows = -(-len(panels) // cols)
@@ -138,7 +139,7 @@ def sampler_grid(run, params, out: str, num: int, guidance: float, seed: int,
     for ax, (title, x) in zip(np.ravel(axes), panels, strict=False):
         ax.imshow(tile(x[:30], spec.value_range, ncols=6)[..., 0], cmap="gray")
         ax.set_title(title, fontsize=9)
-    fig.suptitle(f"{num} samples per sampler (shown: 30; column = class), guidance w={guidance}; "
+    fig.suptitle(f"{num} samples per sampler (shown: 30; labels 0-9 in turn), guidance w={guidance}; "
                  "CFG costs 2 network passes per NFE", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "diffusion_samplers.png"), dpi=80)
