@@ -13,6 +13,7 @@ import numpy as np
 
 from gm_jax.core.errors import check_choice, require
 from gm_jax.diffusion.schedules import DiscreteSchedule, ddpm_posterior
+from gm_jax.metrics.likelihood import discretized_gaussian_log_prob
 
 
 def _mean_per_example(a: jax.Array) -> jax.Array:
@@ -61,22 +62,12 @@ def normal_kl(mean1: jax.Array, logvar1: jax.Array, mean2: jax.Array, logvar2: j
     return 0.5 * (logvar2 - logvar1 + jnp.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * jnp.exp(-logvar2) - 1.0)
 
 
-def _std_normal_cdf(x: jax.Array) -> jax.Array:
-    return 0.5 * (1.0 + jax.scipy.special.erf(x / jnp.sqrt(2.0)))
-
-
 def discretized_gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_scale: jax.Array,
                                         levels: int = 256) -> jax.Array:
     """log ∫_{δ−(x)}^{δ+(x)} N(u; μ, σ²) du for data on ``levels`` bins scaled to [−1, 1], with the edge bins
-    extended to ±∞ (Ho et al. 2020, eq. 13). Elementwise, in nats."""
-    half_bin = 1.0 / (levels - 1)
-    inv_std = jnp.exp(-log_scale)
-    cdf_plus = _std_normal_cdf(inv_std * (x - mean + half_bin))
-    cdf_minus = _std_normal_cdf(inv_std * (x - mean - half_bin))
-    log_cdf_plus = jnp.log(jnp.maximum(cdf_plus, 1e-12))
-    log_one_minus_cdf_minus = jnp.log(jnp.maximum(1.0 - cdf_minus, 1e-12))
-    log_delta = jnp.log(jnp.maximum(cdf_plus - cdf_minus, 1e-12))
-    return jnp.where(x < -0.999, log_cdf_plus, jnp.where(x > 0.999, log_one_minus_cdf_minus, log_delta))
+    extended to ±∞ (Ho et al. 2020, eq. 13). Elementwise, in nats; see
+    :func:`gm_jax.metrics.likelihood.discretized_gaussian_log_prob`."""
+    return discretized_gaussian_log_prob(x, mean, log_scale, (-1.0, 1.0), levels)
 
 
 def vlb_term(schedule: DiscreteSchedule, x0: jax.Array, x_t: jax.Array, index: jax.Array,

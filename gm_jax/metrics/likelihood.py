@@ -20,7 +20,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
+from jax.scipy.special import log_ndtr, logsumexp
 
 from gm_jax.core.errors import require
 
@@ -84,3 +84,21 @@ def continuous_nll_to_bits_per_dim(nll_nats: jax.Array, num_dims: int,
     of :func:`discrete_nll_from_continuous` followed by ``/(D ln 2)``."""
     return nats_to_bits_per_dim(discrete_nll_from_continuous(nll_nats, num_dims, value_range, levels),
                                 num_dims)
+
+
+def discretized_gaussian_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array,
+                                  value_range: tuple[float, float], levels: int) -> jax.Array:
+    """``log P(x)`` per element of ``levels``-level data ``x = lo + k(hi − lo)/(L − 1)`` under a Gaussian
+    ``N(mean, exp(log_scale)²)`` discretized to the levels' bins (Ho et al. 2020, eq. 13):
+    ``P = Φ((x + δ − μ)/σ) − Φ((x − δ − μ)/σ)`` with ``δ = (hi − lo)/(2(L − 1))``, the lower edge ``−∞`` for
+    ``k = 0`` and the upper edge ``+∞`` for ``k = L − 1`` (so the probabilities of the L levels sum to one).
+    Differences of ``Φ`` are taken on the side of the smaller tail (``Φ(b) − Φ(a) = Φ(−a) − Φ(−b)``)."""
+    lo, hi = value_range
+    half = (hi - lo) / (2.0 * (levels - 1))
+    inv_s = jnp.exp(-log_scale)
+    plus, minus = inv_s * (x + half - mean), inv_s * (x - half - mean)
+    flip = minus > 0  # both edges in the upper tail: use the mirrored lower tail
+    a, b = jnp.where(flip, -plus, minus), jnp.where(flip, -minus, plus)
+    log_b = log_ndtr(b)
+    interior = log_b + jnp.log(-jnp.expm1(jnp.minimum(log_ndtr(a) - log_b, -1e-12)))
+    return jnp.where(x <= lo + half, log_ndtr(plus), jnp.where(x >= hi - half, log_ndtr(-minus), interior))

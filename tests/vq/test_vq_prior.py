@@ -12,11 +12,11 @@ from scipy import stats
 
 from gm_jax.cli import main as cli_main
 from gm_jax.core import CheckpointError, ConfigError
+from gm_jax.metrics.likelihood import discretized_gaussian_log_prob
 from gm_jax.train.config import apply_overrides, load_config_file
 from gm_jax.train.loop import load_workdir, train
 from gm_jax.vq import code_prior, code_prior_init, code_prior_logits, sample_code_grid
 from gm_jax.vq.model import VQVAE
-from gm_jax.vq.prior_family import discretized_gaussian_log_prob
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "configs")
 TINY = ["--config.data.name=fashion_mnist_small", "--config.data.num_examples=64", "--config.data.batch_size=16",
