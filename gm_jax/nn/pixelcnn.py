@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm_jax.core.errors import check_choice, require
+from gm_jax.nn.im2col import conv2d
 
 
 def channel_groups(num_features: int, num_colors: int) -> np.ndarray:
@@ -73,7 +74,8 @@ def autoregressive_mask(kernel_size: tuple[int, int], center: tuple[int, int], i
 class MaskedConv(nn.Module):
     """Convolution whose kernel is multiplied by :func:`autoregressive_mask` (``mask_type`` 'A' or 'B'), or
     left unmasked (``mask_type='none'``, used by the vertical stack, which only ever feeds the horizontal
-    stack after a down shift). ``padding`` is explicit ``((top, bottom), (left, right))``; ``center`` is the
+    stack after a down shift). The weight gradient is one im2col matmul on CPU (:func:`gm_jax.nn.im2col.conv2d`).
+    ``padding`` is explicit ``((top, bottom), (left, right))``; ``center`` is the
     kernel position aligned with the output pixel. ``out_repeat`` tiles the output colour groups (a layer
     whose output is split into the two halves of a gate gives both halves the same groups)."""
 
@@ -84,6 +86,7 @@ class MaskedConv(nn.Module):
     mask_type: str = "B"
     num_colors: int = 1
     out_repeat: int = 1
+    weight_grad: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -97,9 +100,7 @@ class MaskedConv(nn.Module):
             mask = autoregressive_mask(self.kernel_size, self.center, channel_groups(c_in, self.num_colors),
                                        out_groups, self.mask_type)
             kernel = kernel * jnp.asarray(mask)
-        y = jax.lax.conv_general_dilated(x, kernel, (1, 1), self.padding,
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + bias
+        return conv2d(x, kernel, self.padding, self.weight_grad) + bias
 
 
 def masked_conv2d(features: int, kernel_size: int, mask_type: str, num_colors: int = 1,
