@@ -30,6 +30,7 @@ from gm_jax.core import Batch, DataSpec, Family, Metrics, PyTree, TrainState, ap
 from gm_jax.core.errors import check_choice, require
 from gm_jax.core.optim import make_optimizer
 from gm_jax.metrics.likelihood import continuous_nll_to_bits_per_dim, nats_to_bits_per_dim
+from gm_jax.nn.precision import compute_dtype
 
 FAMILIES = ("vae", "autoencoder")
 KINDS = ("vanilla", "denoising", "sparse")
@@ -62,6 +63,7 @@ def model_defaults() -> ml_collections.ConfigDict:
     c.sparsity_target = 0.05         # ρ of the KL penalty
     c.eval_iwae_k = 64               # importance samples of evaluate's nll_iwae
     c.iwae_chunk = 64                # samples per chunk (memory bound) for nll_iwae
+    c.dtype = "float32"              # conv encoder/decoder computation dtype: 'float32' | 'bfloat16'
     return c
 
 
@@ -129,7 +131,8 @@ def _validate(m: ml_collections.ConfigDict, spec: DataSpec) -> None:
 def build_model(m: ml_collections.ConfigDict, spec: DataSpec) -> VAE | Autoencoder:
     """The linen module described by ``config.model`` for data of shape ``spec.shape``."""
     common = dict(data_shape=tuple(spec.shape), latent_dim=int(m.latent_dim), arch=m.arch,
-                  hidden=tuple(m.hidden), channels=tuple(m.channels), decoder_dist=m.decoder)
+                  hidden=tuple(m.hidden), channels=tuple(m.channels), decoder_dist=m.decoder,
+                  dtype=compute_dtype(m))
     if m.family == "vae":
         return VAE(gaussian_variance=m.gaussian_variance, fixed_logvar=float(m.fixed_logvar),
                    min_logvar=float(m.min_logvar), **common)

@@ -13,6 +13,7 @@ Decoders:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -28,10 +29,11 @@ VARIANCES = ("fixed", "learned")
 CODE_ACTIVATIONS = {"none": lambda h: h, "sigmoid": nn.sigmoid, "relu": nn.relu}
 
 
-def _encoder(arch: str, hidden: Sequence[int], channels: Sequence[int], out: int) -> nn.Module:
+def _encoder(arch: str, hidden: Sequence[int], channels: Sequence[int], out: int, dtype: Any = jnp.float32
+             ) -> nn.Module:
     if arch == "mlp":
         return MLP(tuple(hidden) + (out,))
-    return ConvEncoder(tuple(channels), out)
+    return ConvEncoder(tuple(channels), out, dtype=dtype)
 
 
 class _Decoder(nn.Module):
@@ -41,6 +43,7 @@ class _Decoder(nn.Module):
     data_shape: tuple[int, ...]
     hidden: Sequence[int]
     channels: Sequence[int]
+    dtype: Any = jnp.float32  # computation dtype of the conv decoder (the MLP computes in float32)
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -50,7 +53,7 @@ class _Decoder(nn.Module):
                 size *= s
             out = MLP(tuple(reversed(tuple(self.hidden))) + (size,), name="mlp")(z)
             return out.reshape(z.shape[:-1] + tuple(self.data_shape))
-        return ConvDecoder(tuple(self.channels), tuple(self.data_shape), name="conv")(z)
+        return ConvDecoder(tuple(self.channels), tuple(self.data_shape), dtype=self.dtype, name="conv")(z)
 
 
 def _flatten_input(arch: str, x: jax.Array, data_shape: tuple[int, ...]) -> jax.Array:
@@ -69,10 +72,12 @@ class Autoencoder(nn.Module):
     channels: Sequence[int] = (16, 32)
     code_activation: str = "none"
     decoder_dist: str = "bernoulli"
+    dtype: Any = jnp.float32  # computation dtype of the conv encoder/decoder (parameters stay float32)
 
     def setup(self) -> None:
-        self.encoder = _encoder(self.arch, self.hidden, self.channels, self.latent_dim)
-        self.decoder = _Decoder(self.arch, tuple(self.data_shape), tuple(self.hidden), tuple(self.channels))
+        self.encoder = _encoder(self.arch, self.hidden, self.channels, self.latent_dim, self.dtype)
+        self.decoder = _Decoder(self.arch, tuple(self.data_shape), tuple(self.hidden), tuple(self.channels),
+                                self.dtype)
 
     def encode(self, x: jax.Array) -> jax.Array:
         """Code ``h = a(f(x))``, shape ``[B, latent_dim]``."""
@@ -107,10 +112,12 @@ class VAE(nn.Module):
     gaussian_variance: str = "learned"
     fixed_logvar: float = -2.0
     min_logvar: float = -9.0
+    dtype: Any = jnp.float32  # computation dtype of the conv encoder/decoder (parameters stay float32)
 
     def setup(self) -> None:
-        self.encoder = _encoder(self.arch, self.hidden, self.channels, 2 * self.latent_dim)
-        self.decoder = _Decoder(self.arch, tuple(self.data_shape), tuple(self.hidden), tuple(self.channels))
+        self.encoder = _encoder(self.arch, self.hidden, self.channels, 2 * self.latent_dim, self.dtype)
+        self.decoder = _Decoder(self.arch, tuple(self.data_shape), tuple(self.hidden), tuple(self.channels),
+                                self.dtype)
         if self.decoder_dist == "gaussian" and self.gaussian_variance == "learned":
             self.raw_logvar = self.param("raw_logvar", nn.initializers.zeros, tuple(self.data_shape))
 

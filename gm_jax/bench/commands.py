@@ -30,12 +30,15 @@ class SamplerGrid:
     num_timesteps: int = 1000
     min_time: float = 0.3
     guidance: float = 2.0
+    quality_seeds: int = 1
+    quality_projections: int = 64
 
 
 def sampler_grid(quick: bool) -> SamplerGrid:
     """Quick: the 2-D MLP at batch 64 and the tiny U-Net at batch 16, a few step counts (a few minutes
     on 2 idle CPU cores). Full: the 2-D MLP, the tiny U-Net and the default Fashion-MNIST U-Net ('small') at batches 1,
-    16 and 64, steps 10–100 (hours on a CPU; minutes on an accelerator)."""
+    16 and 64, steps 10–100, quality with 20 000 samples × 3 seeds (hours on a CPU; minutes on an
+    accelerator)."""
     from gm_jax.bench.samplers import SAMPLER_NAMES
 
     if quick:
@@ -47,9 +50,9 @@ def sampler_grid(quick: bool) -> SamplerGrid:
     nets = ("mlp2d", "unet_tiny", "unet_small")
     return SamplerGrid(nets=nets, batches={n: (1, 16, 64) for n in nets}, samplers=SAMPLER_NAMES,
                        steps={n: (10, 20, 50, 100) for n in nets}, repeats=5, quality_samplers=SAMPLER_NAMES,
-                       quality_steps=(5, 10, 20, 50, 100, 200), quality_num=5000,
+                       quality_steps=(5, 10, 20, 50, 100, 200), quality_num=20000,
                        fid_samplers=("ddpm", "ddim", "heun", "dpm_solver_2m"), fid_steps=(10, 20, 50, 100),
-                       fid_num=1000)
+                       fid_num=1000, quality_seeds=3)
 
 
 def _parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -70,7 +73,8 @@ def raise_config(message: str) -> None:
 
 def apply_options(grid: SamplerGrid, nets: str = "", samplers: str = "", steps: str = "", batches: str = "",
                   repeats: int = 0, quality_steps: str = "", quality_num: int = 0, quality_samplers: str = "",
-                  python_baseline: bool = True, num_timesteps: int = 0, min_time: float = -1.0) -> SamplerGrid:
+                  python_baseline: bool = True, num_timesteps: int = 0, min_time: float = -1.0,
+                  quality_seeds: int = 0, quality_projections: int = 0) -> SamplerGrid:
     """Command-line overrides of a grid (empty / 0: keep the grid's value)."""
     from gm_jax.bench.samplers import NETS, SAMPLER_NAMES
 
@@ -104,6 +108,12 @@ def apply_options(grid: SamplerGrid, nets: str = "", samplers: str = "", steps: 
     if quality_num:
         require(quality_num >= 16, f"--quality_num must be >= 16, got {quality_num}")
         g.quality_num = quality_num
+    if quality_seeds:
+        require(quality_seeds >= 1, f"--quality_seeds must be >= 1, got {quality_seeds}")
+        g.quality_seeds = quality_seeds
+    if quality_projections:
+        require(quality_projections >= 1, f"--quality_projections must be >= 1, got {quality_projections}")
+        g.quality_projections = quality_projections
     if num_timesteps:
         require(num_timesteps >= max(max(v) for v in g.steps.values()),
                 f"--num_timesteps must be >= the largest --steps, got {num_timesteps}")
@@ -150,7 +160,8 @@ def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "
     quality: list[dict[str, Any]] = []
     if grid.quality_steps:
         t0 = time.perf_counter()
-        quality = quality_vs_nfe(grid.quality_samplers, grid.quality_steps, grid.quality_num)
+        quality = quality_vs_nfe(grid.quality_samplers, grid.quality_steps, grid.quality_num,
+                                 seeds=grid.quality_seeds, exact_projections=grid.quality_projections)
         log(f"bench samplers: quality vs NFE with the exact mixture score [{time.perf_counter() - t0:.0f} s]")
     fid: list[dict[str, Any]] = []
     if workdir:
@@ -176,7 +187,9 @@ def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "
           f"initialized; guidance {grid.guidance} (one NFE = one guided pass over 2 × batch).", "",
           report.markdown_table(report.with_ms(timing), report.SAMPLER_COLUMNS)]
     if quality:
-        md += ["", f"Exact mixture score, {grid.quality_num} samples:", "",
+        md += ["", f"Exact mixture score, {grid.quality_num} samples, {grid.quality_seeds} seed(s); sliced W2 to the "
+               f"mixture itself over {grid.quality_projections} fixed directions (mean ± s.e. over seeds; paired "
+               "difference to DDPM-1000 on the same seeds); two-sample sliced W2 / MMD² of the first seed:", "",
                report.markdown_table(quality, report.QUALITY_COLUMNS)]
     if fid:
         md += ["", "Trained model:", "", report.markdown_table(fid, report.FID_COLUMNS)]
@@ -197,7 +210,7 @@ def train_grid_names(quick: bool) -> Sequence[str]:
 
 def run_train_bench(out: str, quick: bool, configs: str = "", k: int = 0, repeats: int = 0,
                     scaling: str = "", min_time: float = -1.0, overrides: Sequence[str] = (),
-                    log: Any = print) -> dict[str, Any]:
+                    log: Any = print, dtypes: str = "", torch: bool = False) -> dict[str, Any]:
     """Run ``bench train``; write ``out/train.json`` and ``out/train.md``; return the JSON payload."""
     import os
 
@@ -205,6 +218,7 @@ def run_train_bench(out: str, quick: bool, configs: str = "", k: int = 0, repeat
     from gm_jax.bench.timing import environment
     from gm_jax.bench.train import QUICK_OVERRIDES, bench_train, torch_comparison, train_targets
 
+    check_choice("--dtype", dtypes or "both", ("float32", "bfloat16", "both"))
     names = tuple(c.strip() for c in configs.split(",") if c.strip()) or tuple(train_grid_names(quick))
     k = k or (4 if quick else 10)
     require(k >= 2, f"--k must be >= 2 (steps fused per call), got {k}")
@@ -215,8 +229,12 @@ def run_train_bench(out: str, quick: bool, configs: str = "", k: int = 0, repeat
     env = environment()
     overrides = (tuple(QUICK_OVERRIDES) if quick else ()) + tuple(overrides)
     records = bench_train(names, k=k, repeats=repeats, overrides=overrides,
-                          scaling_configs=scaling_configs, min_time=0.5 if min_time < 0 else min_time, log=log)
-    records.append(torch_comparison())
+                          scaling_configs=scaling_configs, min_time=0.5 if min_time < 0 else min_time, log=log,
+                          bfloat16=(dtypes or "both") != "float32")
+    records.append(torch_comparison(torch, records, overrides, repeats, 0.5 if min_time < 0 else min_time))
+    if records[-1].get("status") == "ok":
+        log(f"bench train: PyTorch twin {records[-1]['images_per_s']:.0f} images/s; gm_jax / PyTorch = "
+            f"{records[-1]['jax_over_torch']:.2f}")
     targets = train_targets(records, k)
     payload = {"mode": "quick" if quick else "full", "environment": env, "k": k, "records": records,
                "targets": targets, "overrides": list(overrides),

@@ -349,35 +349,71 @@ def benchmark_mixture() -> gmm_lib.GaussianMixture:
 
 def quality_vs_nfe(samplers: Sequence[str], steps_list: Sequence[int], num: int = 2000, seed: int = 0,
                    reference_steps: int = 1000, num_projections: int = 256,
-                   mixture: gmm_lib.GaussianMixture | None = None) -> list[dict[str, Any]]:
-    """Sliced 2-Wasserstein distance and RBF-MMD² between ``num`` samples of each sampler driven by the
-    exact mixture denoiser (linear DDPM schedule, T = 1000) and ``num`` exact draws; plus DDPM at
-    ``reference_steps`` (the reference point) and exact-vs-exact (the floor of the estimate)."""
+                   mixture: gmm_lib.GaussianMixture | None = None, seeds: int = 1, exact_projections: int = 64,
+                   mmd_max: int = 4000) -> list[dict[str, Any]]:
+    """Quality per NFE of each sampler driven by the exact mixture denoiser (linear DDPM schedule, T = 1000),
+    with DDPM at ``reference_steps`` (the reference point) and exact draws (the floor of each estimate).
+
+    * ``sliced_w2`` / ``mmd2`` (seed ``seed`` only): two-sample sliced 2-Wasserstein (``num_projections``
+      random directions) and RBF-MMD² (on the first ``mmd_max`` samples: it is O(n²)) between ``num``
+      samples and ``num`` exact draws.
+    * ``sw2_true``: sliced W2 from the samples to the mixture itself (:mod:`gm_jax.bench.exact_w2`: no second
+      sample, ``exact_projections`` fixed directions shared by every sampler), mean over ``seeds`` seeds with
+      its standard error ``sw2_true_se``; ``sw2_true_diff_vs_ref`` (± ``_se``): the mean paired difference to
+      DDPM-``reference_steps`` on the same seeds (each seed draws one prior x_T for every sampler: common random
+      numbers); ``sw2_true_debiased`` = sqrt(max(E[SW²] − E[SW²_floor], 0)), the finite-sample bias of an exact
+      draw removed (approximate: it treats the two as adding in quadrature)."""
+    from gm_jax.bench.exact_w2 import sliced_w2_to_mixture, uniform_directions
+
+    require(seeds >= 1, f"seeds must be >= 1, got {seeds}")
     gmm = mixture if mixture is not None else benchmark_mixture()
     setup = NetSetup("gmm_exact", None, None, (gmm.dim,), 0, 0)
     den = gmm_lib.exact_denoiser(gmm)
+    w, mu, cov = (np.asarray(a, np.float64) for a in (gmm.weights, gmm.means, gmm.covs))
+    dirs = uniform_directions(exact_projections, gmm.dim)
     truth = gmm_lib.sample(gmm, jax.random.key(seed + 1), num)
     key_sw = jax.random.key(seed + 2)
+    m = min(num, mmd_max)
 
-    def distances(x: jax.Array) -> dict[str, float]:
+    def two_sample(x: jax.Array) -> dict[str, float]:
         return {"sliced_w2": float(sliced_wasserstein(x, truth, key_sw, num_projections)),
-                "mmd2": float(rbf_mmd2(x, truth))}
+                "mmd2": float(rbf_mmd2(x[:m], truth[:m]))}
 
-    floor = distances(gmm_lib.sample(gmm, jax.random.key(seed + 3), num))
-    records = [{"sampler": "exact draws (floor)", "steps": 0, "nfe": 0, "num": num, **floor}]
-    runs = [(s, n) for s in samplers for n in steps_list] + [("ddpm", reference_steps)]
+    floor_name = "exact draws (floor)"
+    runs = [(floor_name, 0)] + [(s, n) for s in samplers for n in steps_list] + [("ddpm", reference_steps)]
     fused_by_sampler: dict[str, Any] = {}
-    for sampler, steps in runs:
-        if sampler not in fused_by_sampler:
-            spec = ChainSpec(setup, sampler, num, 1000, 1000, denoiser_factory=lambda p, g, lab: den)
-            fused_by_sampler[sampler] = spec.fused()[0]
-        x, nfe = fused_by_sampler[sampler](None, jax.random.key(seed), np.int32(steps), np.float32(0.0),
-                                           np.float32(1.0), np.zeros((num,), np.int32))
-        finite = bool(jnp.all(jnp.isfinite(x)))
-        rec = {"sampler": sampler, "steps": int(steps), "nfe": int(nfe), "num": num, "finite": finite,
-               "reference": sampler == "ddpm" and steps == reference_steps}
-        rec.update(distances(x) if finite else {"sliced_w2": float("nan"), "mmd2": float("nan")})
-        records.append(rec)
+    first: dict[tuple[str, int], dict[str, Any]] = {}
+    per_seed: dict[tuple[str, int], list[float]] = {r: [] for r in runs}
+    for i in range(seeds):
+        s_i = seed + 1000 * i
+        for sampler, steps in runs:
+            if sampler == floor_name:
+                x, nfe = gmm_lib.sample(gmm, jax.random.key(s_i + 3), num), 0
+            else:
+                if sampler not in fused_by_sampler:
+                    spec = ChainSpec(setup, sampler, num, 1000, 1000, denoiser_factory=lambda p, g, lab: den)
+                    fused_by_sampler[sampler] = spec.fused()[0]
+                x, nfe = fused_by_sampler[sampler](None, jax.random.key(s_i), np.int32(steps), np.float32(0.0),
+                                                   np.float32(1.0), np.zeros((num,), np.int32))
+            finite = bool(jnp.all(jnp.isfinite(x)))
+            per_seed[(sampler, steps)].append(sliced_w2_to_mixture(np.asarray(x), w, mu, cov, dirs) if finite
+                                              else float("nan"))
+            if i == 0:
+                rec = {"sampler": sampler, "steps": int(steps), "nfe": int(nfe), "num": num, "finite": finite,
+                       "reference": sampler == "ddpm" and steps == reference_steps}
+                rec.update(two_sample(x) if finite else {"sliced_w2": float("nan"), "mmd2": float("nan")})
+                first[(sampler, steps)] = rec
+    ref = np.asarray(per_seed[("ddpm", reference_steps)])
+    floor_sq = float(np.mean(np.square(per_seed[(floor_name, 0)])))
+    records = []
+    for run in runs:
+        v = np.asarray(per_seed[run])
+        se = (lambda a: float(np.std(a, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else None)
+        records.append({**first[run], "seeds": seeds, "exact_projections": exact_projections,
+                        "mmd_num": m, "sw2_true": float(np.mean(v)), "sw2_true_se": se(v),
+                        "sw2_true_per_seed": [float(a) for a in v],
+                        "sw2_true_diff_vs_ref": float(np.mean(v - ref)), "sw2_true_diff_vs_ref_se": se(v - ref),
+                        "sw2_true_debiased": float(np.sqrt(max(float(np.mean(v**2)) - floor_sq, 0.0)))})
     return records
 
 

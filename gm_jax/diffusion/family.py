@@ -27,6 +27,7 @@ from gm_jax.diffusion.networks import TimeConditionedMLP
 from gm_jax.diffusion.parametrization import PARAMETRIZATIONS, from_x0, make_denoiser, network_x0
 from gm_jax.diffusion.samplers import check_sampler_args, get_sampler, prior_sample
 from gm_jax.diffusion.schedules import DiscreteSchedule, discrete_schedule, make_grid, make_sde
+from gm_jax.nn.precision import compute_dtype
 from gm_jax.nn.unet import UNet, unet_config
 
 PROCESSES = ("discrete", "vp", "subvp", "ve", "edm")
@@ -63,6 +64,7 @@ def model_defaults() -> ml_collections.ConfigDict:
     c.langevin_steps = 5            # annealed Langevin steps per level
     c.eval_num_t = 0                # VLB: 0 = all T terms, else L_0 + L_T exact and this many stratified KL terms
     c.clip_denoised = True          # images: clip x̂₀ to [−1, 1] while sampling (Ho et al. 2020's sampler)
+    c.dtype = "float32"             # U-Net computation dtype: 'float32' | 'bfloat16' (parameters stay float32)
     return c
 
 
@@ -87,7 +89,7 @@ def build_network(m: Any, spec: DataSpec, num_classes: int) -> Any:
     """The U-Net or the time-conditioned MLP named by ``model.network``."""
     if m.network == "mlp":
         return TimeConditionedMLP(tuple(m.mlp_hidden), int(m.mlp_emb_dim), num_classes)
-    kwargs = unet_config(m.unet, num_classes=num_classes)
+    kwargs = unet_config(m.unet, num_classes=num_classes, dtype=compute_dtype(m))
     if m.dropout >= 0:
         kwargs["dropout"] = float(m.dropout)
     return UNet(**kwargs)

@@ -70,6 +70,9 @@ def test_quality_and_targets(bench):
     # DDPM-1000 with the exact score samples the mixture: its distance is at the two-sample noise level
     assert ref["sliced_w2"] < 2.5 * floor["sliced_w2"] + 0.05, (ref, floor)
     assert abs(ref["mmd2"]) < 0.05
+    # the one-sample distance to the mixture itself: DDPM-1000 near the exact-draws floor, 4 steps far above it
+    assert ref["sw2_true"] < 2.5 * floor["sw2_true"] + 0.05 and q[("ddpm", 4)]["sw2_true"] > ref["sw2_true"] + 0.05
+    assert ref["seeds"] == 1 and ref["sw2_true_diff_vs_ref"] == 0.0 and ref["exact_projections"] == 64
     targets = {t["target"].split(" ")[0]: t for t in payload["targets"]}
     assert targets["0"]["met"] is True and targets["0"]["measured"] == 0
 

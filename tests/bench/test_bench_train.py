@@ -43,6 +43,12 @@ def test_unsupported_rows_are_stated(payload):
     bf16 = [r for r in payload["records"] if r.get("dtype") == "bfloat16"]
     assert bf16 and all(r["status"] in ("unsupported", "ok") for r in bf16)
     torch_row = next(r for r in payload["records"] if r["config"] == "pytorch")
-    assert torch_row["status"] in ("skipped", "not implemented") and torch_row["note"]
+    assert torch_row["status"] == "skipped" and torch_row["note"]
     assert payload["environment"]["device_count"] == 8 and payload["k"] == 2
     assert "| config | family |" in payload["md"] and "gmm_two_moons.py" in payload["md"]
+
+
+def test_bad_dtype_is_one_line(capsys):
+    assert main(["bench", "train", "--quick", "--dtype", "float16", "--out", "/nonexistent/never"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gm-jax: error:") and "float16" in err and "\n" not in err
