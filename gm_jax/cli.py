@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from gm_jax.core.errors import ConfigError, GmJaxError
 
-SAMPLER_ARGS = ("sampler", "steps", "eta", "guidance", "label", "temperature")
+SAMPLER_ARGS = ("sampler", "steps", "eta", "guidance", "label", "temperature", "truncation")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     s.add_argument("--label", type=int, default=None, help="class label for conditional models")
     s.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+    s.add_argument("--truncation", type=float, default=None, help="StyleGAN truncation psi in [0, 1]")
 
     e = sub.add_parser("eval", help="evaluate a trained run: likelihood on the eval split and sample quality "
                                     "(FID, KID, IS, PRDC); writes WORKDIR/eval.json")
@@ -81,12 +82,19 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--quality_steps", default="", help="step counts for quality vs NFE ('none' skips it)")
     bs.add_argument("--quality_samplers", default="", help="samplers for quality vs NFE")
     bs.add_argument("--quality_num", type=int, default=0, help="samples per quality measurement")
+    bs.add_argument("--quality_seeds", type=int, default=0, help="seeds for quality vs NFE (mean ± s.e.; default 1)")
+    bs.add_argument("--quality_projections", type=int, default=0,
+                    help="fixed directions of the sliced W2 to the exact mixture (default 64)")
     bs.add_argument("--no_python_baseline", action="store_true", help="skip the Python-stepped baseline")
     bt.add_argument("--configs", default="", help="config files under experiments/configs, comma-separated")
     bt.add_argument("--k", type=int, default=0, help="steps fused per call (default 4 quick, 10 full)")
     bt.add_argument("--scaling", default="", help="configs to run over 1, 2, 8 devices (default: the first)")
     bt.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="config override for every benchmarked config, e.g. --set data.batch_size=32 (repeatable)")
+    bt.add_argument("--dtype", default="both", help="float32 | bfloat16 | both (default): bfloat16 rows (compute "
+                    "dtype; parameters float32) for families with model.dtype, next to float32")
+    bt.add_argument("--torch", action="store_true", help="also time the PyTorch twin of the tiny-U-Net DDPM step "
+                    "(needs the optional extra: pip install torch==2.13.0)")
     bt.add_argument("--devices", type=int, default=8, help="simulated CPU devices (set before JAX starts)")
     return p
 
@@ -185,11 +193,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              batches=args.batches, repeats=args.repeats, quality_steps=args.quality_steps,
                              quality_num=args.quality_num, quality_samplers=args.quality_samplers,
                              python_baseline=not args.no_python_baseline, num_timesteps=args.num_timesteps,
-                             min_time=args.min_time)
+                             min_time=args.min_time, quality_seeds=args.quality_seeds,
+                             quality_projections=args.quality_projections)
         payload = run_sampler_bench(grid, args.out, args.quick, args.workdir, log=log)
     else:
         payload = run_train_bench(args.out, args.quick, args.configs, args.k, args.repeats, args.scaling,
-                                  args.min_time, ["--config." + v for v in args.set], log=log)
+                                  args.min_time, ["--config." + v for v in args.set], log=log, dtypes=args.dtype,
+                                  torch=args.torch)
     print(json.dumps({"paths": payload["paths"], "targets": payload["targets"],
                       "total_wall_s": round(payload["total_wall_s"], 1),
                       "total_cpu_s": round(payload["total_cpu_s"], 1)}))

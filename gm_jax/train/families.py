@@ -7,6 +7,8 @@ Modules are imported on first use, so a run pays only for the family it trains. 
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gm_jax.core.errors import check_choice
@@ -33,6 +35,13 @@ def family_module(name: str) -> Any:
     return importlib.import_module(FAMILY_MODULES[name])
 
 
-def build_family(config: Any, spec: DataSpec) -> Family:
-    """``make_family(config, spec)`` of the module named by ``config.model.family``."""
-    return family_module(config.model.family).make_family(config, spec)
+def build_family(config: Any, spec: DataSpec, eval_batches: Callable[[int], Iterator[dict]] | None = None
+                 ) -> Family:
+    """``make_family(config, spec)`` of the module named by ``config.model.family``. ``eval_batches``
+    (``batch_size -> iterator of eval batches``, e.g. ``Pipeline.eval_batches``) is passed on to the families
+    whose ``make_family`` takes it (image-to-image GANs translate eval images by default), so no family
+    module imports the data layer."""
+    make = family_module(config.model.family).make_family
+    if eval_batches is not None and "eval_batches" in inspect.signature(make).parameters:
+        return make(config, spec, eval_batches=eval_batches)
+    return make(config, spec)

@@ -36,10 +36,16 @@ RESUMABLE_CHANGES = ("train.num_steps", "train.progress", "train.log_every", "tr
                      "train.eval_every")
 
 
-def make_train_step(family: Family, mesh: jax.sharding.Mesh, steps_per_call: int = 1) -> Callable:
+def make_train_step(family: Family, mesh: jax.sharding.Mesh, steps_per_call: int = 1,
+                    unroll: bool | int | None = None) -> Callable:
     """Compile ``family.train_step`` for the mesh: state replicated and donated, batch sharded on its batch
     axis. With ``steps_per_call = k > 1`` the function takes batches stacked ``[k, B, ...]`` and runs k
-    steps in one ``lax.scan``; metrics come back stacked ``[k]`` either way."""
+    steps in one ``lax.scan``; metrics come back stacked ``[k]`` either way.
+
+    ``unroll``: the scan's unroll factor; ``None`` unrolls fully on CPU and not elsewhere. XLA:CPU (jax 0.10)
+    does not canonicalize the weight-gradient convolutions inside a while loop's body (they keep
+    ``dim_labels=f01b_i01o->01bf`` and miss the YNNPACK fusion), which made k rolled steps of a conv net
+    ~10x slower than k single calls; unrolled, the body is straight-line code and compiles like one step."""
 
     def one_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         return family.train_step(state, batch, step_key(state.rng, state.step))
@@ -50,8 +56,11 @@ def make_train_step(family: Family, mesh: jax.sharding.Mesh, steps_per_call: int
             return state, jax.tree.map(lambda m: m[None], metrics)
         lead = 0
     else:
+        if unroll is None:
+            unroll = mesh.devices.flat[0].platform == "cpu"
+
         def fn(state, batches):
-            return jax.lax.scan(one_step, state, batches)
+            return jax.lax.scan(one_step, state, batches, unroll=unroll)
         lead = 1
     return jax.jit(fn, in_shardings=(shd.replicated(mesh), shd.batch_sharding(mesh, lead)),
                    out_shardings=(shd.replicated(mesh), shd.replicated(mesh)), donate_argnums=0)
@@ -128,7 +137,7 @@ def open_run(config: ml_collections.ConfigDict, workdir: str) -> Run:
     mesh = shd.make_mesh(jax.devices()[:n_dev] if n_dev else None)
     shd.check_batch_size(config.data.batch_size, mesh)
     pipeline = make_pipeline(config.data, config.seed, jax.process_index(), jax.process_count())
-    family = build_family(config, pipeline.spec)
+    family = build_family(config, pipeline.spec, eval_batches=pipeline.eval_batches)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
     return Run(config, family, pipeline, mesh, ckpt)
 
