@@ -4,11 +4,16 @@
 ``train_step`` runs ``n_critic`` discriminator updates (each on the same real batch with fresh latents,
 fused with ``lax.scan``), then one generator update, and increments ``state.step`` once. Learning rates of
 the two networks may differ (TTUR, Heusel et al. 2017). Covered architectures: DCGAN for images
-(unconditional, or class-conditional with a projection discriminator) and an MLP GAN for vector data.
+(unconditional, or class-conditional with a projection discriminator), a StyleGAN2-style generator
+(``architecture='stylegan'``: mapping network, modulated/demodulated convolutions, noise inputs, style-mixing
+regularisation) against the DCGAN discriminator, and an MLP GAN for vector data. With
+``discriminator_normalization='spectral'`` the discriminator's power-iteration vectors live in
+``state.extra["spectral"]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -25,6 +30,7 @@ from gm_jax.gan.losses import LOSSES, get_loss
 from gm_jax.gan.penalties import gradient_penalty, r1_penalty
 
 NETS = ("generator", "discriminator")
+ARCHITECTURES = ("dcgan", "stylegan", "mlp")
 
 
 def model_defaults() -> ml_collections.ConfigDict:
@@ -55,6 +61,20 @@ def model_defaults() -> ml_collections.ConfigDict:
     })
 
 
+def stylegan_defaults() -> ml_collections.ConfigDict:
+    """Extra ``config.model`` fields of ``architecture='stylegan'`` (merge them into :func:`model_defaults`;
+    absent fields take these values). w_dim: size of w; mapping_layers: depth of the mapping network
+    (Karras et al. 2019 use 8); style_mixing: probability that a generated training image mixes two
+    latents at a random layer (0.9 in the paper, Sec. 3.1); truncation_samples: latents whose mean style is
+    ``w_avg`` for truncated sampling; discriminator_features: width of the DCGAN discriminator (0: the
+    generator's ``features``); minibatch_std: the discriminator's minibatch-stddev channel (Karras et al.
+    2018). Also read when present, for any image architecture: ``spectral_iters`` (power iterations per step
+    of ``discriminator_normalization='spectral'``, default 1) and ``minibatch_std`` (default false)."""
+    return ml_collections.ConfigDict({"w_dim": 64, "mapping_layers": 4, "style_mixing": 0.9,
+                                      "truncation_samples": 4096, "discriminator_features": 0,
+                                      "minibatch_std": True})
+
+
 def optim_defaults() -> ml_collections.ConfigDict:
     """GAN optimiser defaults (Radford et al. 2016: Adam, learning rate 2e-4, beta1 = 0.5); ``ema_decay``
     is the EMA of both networks' parameters (0 = off), as in every family."""
@@ -76,7 +96,7 @@ def _optimizer(optim_cfg: Any, learning_rate: float) -> optax.GradientTransforma
 
 
 def _check_config(m: Any, spec: DataSpec) -> None:
-    check_choice("model.architecture", m.architecture, ("dcgan", "mlp"))
+    check_choice("model.architecture", m.architecture, ARCHITECTURES)
     check_choice("model.loss", m.loss, LOSSES)
     require(int(m.latent_dim) >= 1, f"model.latent_dim must be >= 1, got {m.latent_dim}")
     require(int(m.n_critic) >= 1, f"model.n_critic must be >= 1, got {m.n_critic}")
@@ -84,13 +104,17 @@ def _check_config(m: Any, spec: DataSpec) -> None:
     require(float(m.r1_weight) >= 0, f"model.r1_weight must be >= 0 (0 disables), got {m.r1_weight}")
     require(m.generator_lr >= 0 and m.discriminator_lr >= 0,
             "model.generator_lr / discriminator_lr must be >= 0 (0 uses optim.learning_rate)")
-    if m.architecture == "dcgan":
-        require(spec.is_image, f"architecture 'dcgan' needs image data [H, W, C], got shape {spec.shape}; "
-                "use architecture 'mlp'")
+    if m.architecture in ("dcgan", "stylegan"):
+        require(spec.is_image, f"architecture {m.architecture!r} needs image data [H, W, C], got shape "
+                f"{spec.shape}; use architecture 'mlp'")
         check_choice("model.generator_normalization", m.generator_normalization, gan_model.NORMALIZATIONS)
         check_choice("model.discriminator_normalization", m.discriminator_normalization,
-                     gan_model.NORMALIZATIONS)
+                     gan_model.DISCRIMINATOR_NORMALIZATIONS)
+        iters = int(m.get("spectral_iters", 1))
+        require(iters >= 1, f"model.spectral_iters (power iterations per step) must be >= 1, got {iters}")
         if m.gp_weight > 0 or m.r1_weight > 0:
+            require(not m.get("minibatch_std", False), "gradient penalties need per-example critics; set "
+                    "model.minibatch_std=false")
             require(m.discriminator_normalization != "batch",
                     "gradient penalties need per-example critics; set model.discriminator_normalization "
                     "to 'layer', 'instance' or 'none'")
@@ -99,6 +123,23 @@ def _check_config(m: Any, spec: DataSpec) -> None:
     if m.conditional:
         require(spec.num_classes > 0, "model.conditional needs a labelled dataset (spec.num_classes > 0)")
         require(m.architecture == "dcgan", "model.conditional is supported with architecture 'dcgan' only")
+    if m.architecture == "stylegan":
+        st = _stylegan_fields(m)
+        require(spec.shape[0] == spec.shape[1], f"architecture 'stylegan' needs square images, got {spec.shape}")
+        gan_model.synthesis_base(spec.shape[0])
+        require(0.0 <= st.style_mixing <= 1.0, f"model.style_mixing must be a probability in [0, 1], got "
+                f"{st.style_mixing}")
+        require(int(st.w_dim) >= 1 and int(st.mapping_layers) >= 1 and int(st.truncation_samples) >= 1,
+                "model.w_dim, model.mapping_layers and model.truncation_samples must be >= 1")
+
+
+def _stylegan_fields(m: Any) -> ml_collections.ConfigDict:
+    """The :func:`stylegan_defaults` fields, overridden by those present in ``config.model``."""
+    out = stylegan_defaults()
+    for name in out:
+        if name in m:
+            out[name] = m[name]
+    return out
 
 
 def make_networks(m: Any, spec: DataSpec) -> tuple[Any, Any]:
@@ -107,13 +148,21 @@ def make_networks(m: Any, spec: DataSpec) -> tuple[Any, Any]:
         return (gan_model.MLPGenerator(spec.shape[0], m.hidden, m.depth),
                 gan_model.MLPDiscriminator(m.hidden, m.depth))
     classes = spec.num_classes if m.conditional else 0
-    gen = gan_model.DCGANGenerator(tuple(spec.shape), m.features, classes, m.embed_dim,
-                                   m.generator_normalization)
-    disc = gan_model.DCGANDiscriminator(m.features, classes, m.discriminator_normalization)
+    if m.architecture == "stylegan":
+        st = _stylegan_fields(m)
+        gen = gan_model.StyleGANGenerator(int(spec.shape[0]), int(spec.shape[-1]), int(m.features),
+                                          int(st.w_dim), int(st.mapping_layers))
+    else:
+        gen = gan_model.DCGANGenerator(tuple(spec.shape), m.features, classes, m.embed_dim,
+                                       m.generator_normalization)
+    d_features = int(m.get("discriminator_features", 0)) or int(m.features)
+    disc = gan_model.DCGANDiscriminator(d_features, classes, m.discriminator_normalization,
+                                        int(m.get("spectral_iters", 1)), bool(m.get("minibatch_std", False)))
     return gen, disc
 
 
-def make_family(config: Any, spec: DataSpec) -> Family:
+def make_family(config: Any, spec: DataSpec, eval_batches: Callable[[int], Iterator[Batch]] | None = None
+                ) -> Family:
     """Build the GAN family from ``config.model`` (see :func:`model_defaults`) and ``config.optim``.
 
     Each step: for ``n_critic`` iterations the discriminator minimises the named loss's ``d_loss`` (Goodfellow
@@ -121,13 +170,14 @@ def make_family(config: Any, spec: DataSpec) -> Family:
     ``r1_weight * r1_penalty`` (Mescheder et al. 2018, eq. 9); then the generator minimises ``g_loss``.
     Conditional models give the generated batch the labels of the real batch. ``model.task`` other than
     'generate' ('pix2pix', 'cyclegan', 'srgan') builds the image-to-image family of
-    :mod:`gm_jax.gan.image_to_image` instead.
+    :mod:`gm_jax.gan.image_to_image` instead (``eval_batches``, ``batch_size -> iterator of eval batches``,
+    gives its default source images; the training loop passes ``Pipeline.eval_batches``).
     """
     m = config.model
     if m.get("task", "generate") != "generate":  # Pix2Pix, CycleGAN, SRGAN: their own step and sampler
         from gm_jax.gan import image_to_image
 
-        return image_to_image.make_family(config, spec)
+        return image_to_image.make_family(config, spec, eval_batches)
     _check_config(m, spec)
     gen, disc = make_networks(m, spec)
     loss_fn = get_loss(m.loss)
@@ -136,6 +186,11 @@ def make_family(config: Any, spec: DataSpec) -> Family:
     ema_decay = float(config.optim.get("ema_decay", 0.0))
     require(0.0 <= ema_decay < 1.0, f"optim.ema_decay must be in [0, 1), got {ema_decay}")
     conditional = bool(m.conditional)
+    stylegan = m.architecture == "stylegan"
+    spectral = m.architecture != "mlp" and m.discriminator_normalization == "spectral"
+    st = _stylegan_fields(m)
+    mixing_prob = float(st.style_mixing)
+    n_styles = gan_model.num_styles(spec.shape[0]) if stylegan else 0
     txs = {"generator": _optimizer(config.optim, m.generator_lr),
            "discriminator": _optimizer(config.optim, m.discriminator_lr)}
 
@@ -152,59 +207,88 @@ def make_family(config: Any, spec: DataSpec) -> Family:
         label = labels_of(example_batch)
         k_gen, k_disc = jax.random.split(jax.random.fold_in(key, 0))
         z = jnp.zeros((x.shape[0], latent_dim), x.dtype)
-        params = {"generator": gen.init(k_gen, z, label)["params"],
-                  "discriminator": disc.init(k_disc, x, label)["params"]}
+        g_vars = gen.init(k_gen, z) if stylegan else gen.init(k_gen, z, label)
+        d_vars = disc.init(k_disc, x, label)
+        params = {"generator": g_vars["params"], "discriminator": d_vars["params"]}
         opt_state = {name: txs[name].init(params[name]) for name in NETS}
         ema = jax.tree.map(jnp.copy, params) if ema_decay > 0 else None
+        extra = {"spectral": d_vars["spectral"]} if spectral else None
         return TrainState(step=jnp.zeros((), jnp.int32), rng=key, params=params, opt_state=opt_state,
-                          ema_params=ema, extra=None)
+                          ema_params=ema, extra=extra)
 
-    def generate(g_params: Any, z: jax.Array, label: jax.Array | None) -> jax.Array:
-        return gen.apply({"params": g_params}, z, label)
+    def generate(g_params: Any, z: jax.Array, label: jax.Array | None, key: jax.Array | None = None,
+                 mix: bool = False) -> jax.Array:
+        """``G(z)``. StyleGAN: ``key`` draws the noise inputs and, with ``mix``, the style-mixing
+        regularisation (Karras et al. 2019, Sec. 3.1): with probability ``style_mixing`` an example takes
+        ``w(z)`` before a cutoff drawn uniformly from ``1..L-1`` and ``w(z2)`` after it."""
+        if not stylegan:
+            return gen.apply({"params": g_params}, z, label)
+        if key is None:
+            return gen.apply({"params": g_params}, z)
+        k_noise, k_mix, k_cut, k_use = jax.random.split(key, 4)
+        if not mix or mixing_prob == 0.0 or n_styles < 2:
+            return gen.apply({"params": g_params}, z, rngs={"noise": k_noise})
+        z_mix = jax.random.normal(k_mix, z.shape, z.dtype)
+        cutoff = jax.random.randint(k_cut, (z.shape[0],), 1, n_styles)
+        cutoff = jnp.where(jax.random.uniform(k_use, (z.shape[0],)) < mixing_prob, cutoff, n_styles)
+        return gen.apply({"params": g_params}, z, z_mix, cutoff, rngs={"noise": k_noise})
 
-    def critic(d_params: Any, x: jax.Array, label: jax.Array | None) -> jax.Array:
-        return disc.apply({"params": d_params}, x, label)
+    def critic(d_params: Any, x: jax.Array, label: jax.Array | None, sn: Any = None) -> jax.Array:
+        variables = {"params": d_params} if sn is None else {"params": d_params, "spectral": sn}
+        return disc.apply(variables, x, label)
+
+    def refresh_spectral(d_params: Any, sn: Any, x: jax.Array, label: jax.Array | None) -> Any:
+        """One round of power iterations on every kernel (Miyato et al. 2018, Alg. 1); the vectors do not
+        depend on the input, so one example suffices."""
+        if sn is None:
+            return None
+        _, updated = disc.apply({"params": d_params, "spectral": sn}, x[:1], None if label is None else label[:1],
+                                update_stats=True, mutable=["spectral"])
+        return updated["spectral"]
 
     def discriminator_loss(d_params: Any, g_params: Any, real: jax.Array, label: jax.Array | None,
-                           key: jax.Array) -> tuple[jax.Array, Metrics]:
+                           key: jax.Array, sn: Any) -> tuple[jax.Array, Metrics]:
         k_z, k_gp = jax.random.split(key)
         z = jax.random.normal(k_z, (real.shape[0], latent_dim), real.dtype)
-        fake = jax.lax.stop_gradient(generate(g_params, z, label))
-        real_logits, fake_logits = critic(d_params, real, label), critic(d_params, fake, label)
+        fake = jax.lax.stop_gradient(generate(g_params, z, label, jax.random.fold_in(key, 7), mix=True))
+        real_logits, fake_logits = critic(d_params, real, label, sn), critic(d_params, fake, label, sn)
         out = loss_fn(real_logits, fake_logits)
         total = out.d_loss
         metrics = {"d_loss": out.d_loss, "d_real": out.d_real, "d_fake": out.d_fake,
                    "real_logit": jnp.mean(real_logits), "fake_logit": jnp.mean(fake_logits)}
         if gp_weight > 0:
-            gp = gradient_penalty(lambda v: critic(d_params, v, label), real, fake, k_gp)
+            gp = gradient_penalty(lambda v: critic(d_params, v, label, sn), real, fake, k_gp)
             total, metrics["gradient_penalty"] = total + gp_weight * gp, gp
         if r1_weight > 0:
-            r1 = r1_penalty(lambda v: critic(d_params, v, label), real)
+            r1 = r1_penalty(lambda v: critic(d_params, v, label, sn), real)
             total, metrics["r1_penalty"] = total + r1_weight * r1, r1
         return total, metrics
 
     def generator_loss(g_params: Any, d_params: Any, batch_size: int, label: jax.Array | None,
-                       key: jax.Array, dtype: Any) -> jax.Array:
+                       key: jax.Array, dtype: Any, sn: Any) -> jax.Array:
         z = jax.random.normal(key, (batch_size, latent_dim), dtype)
-        fake_logits = critic(d_params, generate(g_params, z, label), label)
+        fake = generate(g_params, z, label, jax.random.fold_in(key, 7), mix=True)
+        fake_logits = critic(d_params, fake, label, sn)
         return loss_fn(jnp.zeros_like(fake_logits), fake_logits).g_loss
 
     def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         real, label = batch["x"], labels_of(batch)
         k_disc, k_gen = jax.random.split(key)
         g_params = state.params["generator"]
+        sn0 = state.extra["spectral"] if spectral else None
 
-        def critic_update(carry: tuple[Any, Any], k: jax.Array) -> tuple[tuple[Any, Any], Metrics]:
-            d_params, d_opt = carry
-            grads, metrics = jax.grad(discriminator_loss, has_aux=True)(d_params, g_params, real, label, k)
+        def critic_update(carry: tuple[Any, Any, Any], k: jax.Array) -> tuple[tuple[Any, Any, Any], Metrics]:
+            d_params, d_opt, sn = carry
+            sn = refresh_spectral(d_params, sn, real, label)
+            grads, metrics = jax.grad(discriminator_loss, has_aux=True)(d_params, g_params, real, label, k, sn)
             updates, d_opt = txs["discriminator"].update(grads, d_opt, d_params)
-            return (optax.apply_updates(d_params, updates), d_opt), metrics
+            return (optax.apply_updates(d_params, updates), d_opt, sn), metrics
 
-        (d_params, d_opt), d_metrics = jax.lax.scan(
-            critic_update, (state.params["discriminator"], state.opt_state["discriminator"]),
+        (d_params, d_opt, sn), d_metrics = jax.lax.scan(
+            critic_update, (state.params["discriminator"], state.opt_state["discriminator"], sn0),
             jax.random.split(k_disc, n_critic))
         g_loss, g_grads = jax.value_and_grad(generator_loss)(g_params, d_params, real.shape[0], label, k_gen,
-                                                             real.dtype)
+                                                             real.dtype, sn)
         g_updates, g_opt = txs["generator"].update(g_grads, state.opt_state["generator"], g_params)
         params = {"generator": optax.apply_updates(g_params, g_updates), "discriminator": d_params}
         ema = state.ema_params
@@ -213,18 +297,35 @@ def make_family(config: Any, spec: DataSpec) -> Family:
         metrics = {name: value[-1] for name, value in d_metrics.items()}
         metrics["g_loss"] = g_loss
         new_state = state.replace(step=state.step + 1, params=params, ema_params=ema,
-                                  opt_state={"generator": g_opt, "discriminator": d_opt})
+                                  opt_state={"generator": g_opt, "discriminator": d_opt},
+                                  extra={"spectral": sn} if spectral else state.extra)
         return new_state, metrics
 
-    def _sample(g_params: Any, key: jax.Array, num: int, label: jax.Array | None) -> jax.Array:
-        return generate(g_params, jax.random.normal(key, (num, latent_dim)), label)
+    def mean_style(g_params: Any) -> jax.Array:
+        """``w_avg``: the mean of ``f(z)`` over ``truncation_samples`` latents from a fixed key (Karras et al.
+        2019 track it as a running average during training; here it is recomputed from the parameters)."""
+        z = jax.random.normal(jax.random.key(0), (int(st.truncation_samples), latent_dim))
+        mapping = gan_model.MappingNetwork(int(st.w_dim), int(st.mapping_layers))
+        return jnp.mean(mapping.apply({"params": g_params["mapping"]}, z), axis=0)
+
+    def _sample(g_params: Any, key: jax.Array, num: int, label: jax.Array | None,
+                psi: jax.Array | None) -> jax.Array:
+        z = jax.random.normal(key, (num, latent_dim))
+        if not stylegan:
+            return generate(g_params, z, label)
+        w_avg = None if psi is None else mean_style(g_params)
+        x = gen.apply({"params": g_params}, z, psi=1.0 if psi is None else psi, w_avg=w_avg,
+                      rngs={"noise": jax.random.fold_in(key, 1)})
+        return jnp.clip(x, -1.0, 1.0)  # the synthesis output is linear (no tanh), clipped to the data range
 
     sample_jit = jax.jit(_sample, static_argnums=2)
 
-    def sample(params: Any, key: jax.Array, num: int, label: int | jax.Array | None = None
-               ) -> tuple[jax.Array, dict[str, Any]]:
+    def sample(params: Any, key: jax.Array, num: int, label: int | jax.Array | None = None,
+               truncation: float | None = None) -> tuple[jax.Array, dict[str, Any]]:
         """``num`` samples ``G(z)``, ``z ~ N(0, I)`` from ``key``; ``label`` (int or ``[num]``, random when
-        None) for conditional models. One network evaluation: ``info["nfe"] == 1``."""
+        None) for conditional models. StyleGAN: noise inputs drawn from ``key``, outputs clipped to
+        [-1, 1]; ``truncation`` psi (Karras et al. 2019) pulls every ``w`` towards the mean style. One
+        network evaluation: ``info["nfe"] == 1``."""
         require(int(num) >= 1, f"num must be >= 1, got {num}")
         k_z, k_label = jax.random.split(key)
         info: dict[str, Any] = {"nfe": 1}
@@ -242,6 +343,11 @@ def make_family(config: Any, spec: DataSpec) -> Family:
             info["label"] = labels
         else:
             require(label is None, "this GAN is unconditional; sample without label")
-        return sample_jit(params["generator"], k_z, int(num), labels), info
+        psi = None
+        if truncation is not None:
+            require(stylegan, "truncation applies to architecture 'stylegan' only")
+            require(0.0 <= float(truncation) <= 1.0, f"truncation psi must be in [0, 1], got {truncation}")
+            psi, info["truncation"] = jnp.asarray(float(truncation), jnp.float32), float(truncation)
+        return sample_jit(params["generator"], k_z, int(num), labels, psi), info
 
     return Family(name="gan", init=init, train_step=train_step, sample=sample)

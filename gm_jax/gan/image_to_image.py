@@ -24,6 +24,7 @@ bicubic PSNR; CycleGAN the cycle L1) on eval batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -153,10 +154,13 @@ def _no_condition(x: jax.Array) -> jax.Array:
     return jnp.zeros(x.shape[:3] + (0,), x.dtype)
 
 
-def make_family(config: Any, spec: DataSpec) -> Family:
+def make_family(config: Any, spec: DataSpec, eval_batches: Callable[[int], Iterator[Batch]] | None = None
+                ) -> Family:
     """Build the Pix2Pix, CycleGAN or SRGAN family from ``config.model`` (see :func:`model_defaults`) and
     ``config.optim`` (one optimizer per group, as in :mod:`gm_jax.gan.family`; ``model.generator_lr`` /
-    ``discriminator_lr`` > 0 override the learning rate, TTUR)."""
+    ``discriminator_lr`` > 0 override the learning rate, TTUR). ``eval_batches`` (``batch_size -> iterator
+    of eval batches``, given by the training loop) supplies the default source images of ``sample``;
+    without it ``sample`` needs ``source``."""
     m = config.model
     _check_config(m, spec)
     task, loss_name = str(m.task), str(m.loss)
@@ -345,13 +349,13 @@ def make_family(config: Any, spec: DataSpec) -> Family:
     def default_source(num: int, direction: str) -> np.ndarray:
         """The first ``num`` eval images (of the source domain for CycleGAN), prepared as in training."""
         if (num, direction) not in source_cache:
-            from gm_jax.data.pipeline import make_pipeline
-
+            require(eval_batches is not None, "this family was built without eval data; pass source images "
+                    "[num, H, W, C] to sample")
             classes = None
             if task == "cyclegan":
                 classes = tuple(m.domain_a if direction == "a_to_b" else m.domain_b)
             chunks, have = [], 0
-            for b in make_pipeline(config.data, int(config.get("seed", 0))).eval_batches(500):
+            for b in eval_batches(500):
                 x = b["x"] if classes is None else b["x"][np.isin(b["label"], classes)]
                 chunks.append(x)
                 have += len(x)

@@ -10,6 +10,8 @@ from gm_jax.core import DataSpec
 from gm_jax.core.errors import ConfigError
 from gm_jax.gan import default_config, make_family
 from gm_jax.gan.diagnostics import mode_coverage, ring_centres
+from gm_jax.gan.family import make_networks
+from gm_jax.gan.model import num_styles
 
 TOY_SPEC = DataSpec(shape=(2,), name="eight_gaussians")
 
@@ -56,11 +58,12 @@ def test_ttur_and_n_critic_scale_the_first_adam_updates():
         assert n_critic > 1 or float(metrics["r1_penalty"]) > 0
 
 
-def test_conditional_dcgan_step_and_sampling():
+def test_conditional_dcgan_step_spectral_norm_and_sampling():
+    """Projection cGAN with a spectrally normalised discriminator (Miyato et al. 2018), hinge loss, EMA."""
     spec = DataSpec(shape=(8, 8, 1), num_classes=3)  # one stride-2 layer each: cheap to compile
     cfg = default_config()
     cfg.model.update({"conditional": True, "features": 4, "latent_dim": 8, "embed_dim": 4,
-                      "loss": "hinge", "discriminator_normalization": "layer"})
+                      "loss": "hinge", "discriminator_normalization": "spectral", "spectral_iters": 30})
     cfg.optim.ema_decay = 0.9
     fam = make_family(cfg, spec)
     batch = {"x": jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), minval=-1, maxval=1),
@@ -68,6 +71,26 @@ def test_conditional_dcgan_step_and_sampling():
     state = jax.jit(fam.init)(jax.random.key(1), batch)
     new, metrics = jax.jit(fam.train_step)(state, batch, jax.random.key(2))
     assert int(new.step) == 1 and np.isfinite(float(metrics["d_loss"]))
+    # Spectral norm: each kernel viewed as the matrix [kh kw in, out] of the SN definition, divided by the
+    # sigma of the stored power-iteration vector u, has top singular value 1 (numpy SVD as reference); the
+    # stored sigma is the raw kernel's top singular value (to the size of one Adam step).
+    d_params, sn = new.params["discriminator"], new.extra["spectral"]
+    for layer, vec in (("Conv_0", "SpectralNorm_0"), ("Dense_0", "SpectralNorm_1")):
+        kernel = np.asarray(d_params[layer]["kernel"], np.float64)
+        matrix = kernel.reshape(-1, kernel.shape[-1])
+        u = np.asarray(sn[vec]["kernel_u"], np.float64)
+        sigma_u = np.linalg.norm(matrix @ u) / np.linalg.norm(u)
+        top = np.linalg.svd(matrix, compute_uv=False)[0]
+        np.testing.assert_allclose(np.linalg.svd(matrix / sigma_u, compute_uv=False)[0], 1.0, rtol=1e-3)
+        np.testing.assert_allclose(float(sn[vec]["kernel_sigma"]), top, rtol=1e-2)
+    assert not np.allclose(new.extra["spectral"]["SpectralNorm_0"]["kernel_u"],
+                           state.extra["spectral"]["SpectralNorm_0"]["kernel_u"])
+    # W / sigma(W) is scale invariant: tripling every raw kernel leaves the critic unchanged (it would not
+    # be without the normalisation).
+    _, disc = make_networks(cfg.model, spec)
+    scaled = {k: {**v, "kernel": 3.0 * v["kernel"]} if "kernel" in v else v for k, v in d_params.items()}
+    critic = jax.jit(lambda p: disc.apply({"params": p, "spectral": sn}, batch["x"], batch["label"]))
+    np.testing.assert_allclose(critic(scaled), critic(d_params), rtol=1e-4, atol=1e-5)
     # EMA with decay 0.9 moved a tenth of the way: ema - old = 0.1 (new - old).
     old_g, new_g, ema_g = (jax.tree.leaves(t["generator"]) for t in (state.params, new.params, new.ema_params))
     for o, n, e in zip(old_g, new_g, ema_g, strict=True):
@@ -81,6 +104,54 @@ def test_conditional_dcgan_step_and_sampling():
         fam.sample(new.params, jax.random.key(3), 5, label=7)
 
 
+def test_stylegan_family_step_style_mixing_noise_and_truncation():
+    """StyleGAN generator in the family: one step with style mixing on every example trains both networks.
+    Style mixing (Karras et al. 2019, Sec. 3.1) with cutoff L (number of styles) is the pure w(z) generator,
+    with cutoff 0 the pure w(z_mix) one, in between neither. Noise inputs: zero strength at init has no
+    effect, otherwise the output follows the noise key. Truncation psi = 0 maps every latent to the mean
+    style (samples differ only by the noise, whose strengths are ~1e-4 after one step), psi = 1 does not."""
+    spec = DataSpec(shape=(8, 8, 1))
+    cfg = default_config()
+    cfg.model.update({"architecture": "stylegan", "features": 4, "latent_dim": 8, "w_dim": 8,
+                      "mapping_layers": 2, "style_mixing": 1.0, "discriminator_normalization": "none",
+                      "minibatch_std": True})
+    fam = make_family(cfg, spec)
+    batch = {"x": jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), minval=-1, maxval=1)}
+    state = jax.jit(fam.init)(jax.random.key(1), batch)
+    new, metrics = jax.jit(fam.train_step)(state, batch, jax.random.key(2))
+    assert int(new.step) == 1 and all(np.isfinite(float(v)) for v in metrics.values())
+    for net in ("generator", "discriminator"):
+        assert max_change(state.params[net], new.params[net]) > 1e-4
+    assert set(new.params["generator"]) == {"mapping", "synthesis"}
+
+    gen, _ = make_networks(cfg.model, spec)
+    num = num_styles(8)
+    plain = jax.jit(lambda p, z: gen.apply({"params": p}, z))
+    mix = jax.jit(lambda p, z, zm, c: gen.apply({"params": p}, z, zm, c))
+    noisy = jax.jit(lambda p, z, k: gen.apply({"params": p}, z, rngs={"noise": k}))
+    g = new.params["generator"]
+    z1, z2 = jax.random.normal(jax.random.key(4), (2, 8)), jax.random.normal(jax.random.key(5), (2, 8))
+    plain1, plain2 = plain(g, z1), plain(g, z2)
+    np.testing.assert_allclose(mix(g, z1, z2, jnp.array(num)), plain1, atol=1e-5)
+    np.testing.assert_allclose(mix(g, z1, z2, jnp.array(0)), plain2, atol=1e-5)
+    mixed = mix(g, z1, z2, jnp.array(1))
+    assert not np.allclose(mixed, plain1, atol=1e-4) and not np.allclose(mixed, plain2, atol=1e-4)
+    g0 = state.params["generator"]
+    np.testing.assert_allclose(noisy(g0, z1, jax.random.key(5)), plain(g0, z1), atol=1e-6)
+    shifted = jax.tree.map(lambda p: p + 0.5, g0)
+    a, b = noisy(shifted, z1, jax.random.key(5)), noisy(shifted, z1, jax.random.key(6))
+    assert not np.allclose(a, b, atol=1e-4)
+    np.testing.assert_array_equal(a, noisy(shifted, z1, jax.random.key(5)))
+
+    x0, info = fam.sample(new.params, jax.random.key(3), 6, truncation=0.0)
+    x1, _ = fam.sample(new.params, jax.random.key(3), 6, truncation=1.0)
+    assert x0.shape == (6, 8, 8, 1) and info["truncation"] == 0.0 and float(jnp.max(jnp.abs(x1))) <= 1.0
+    spread = lambda v: float(jnp.max(jnp.std(v, axis=0)))  # noqa: E731
+    assert spread(x0) < 1e-2 < spread(x1)
+    with pytest.raises(ConfigError):
+        fam.sample(new.params, jax.random.key(3), 6, truncation=1.5)
+
+
 @pytest.mark.parametrize("change,spec", [
     ({"loss": "wasserstien"}, TOY_SPEC),
     ({"gp_weight": -10.0}, TOY_SPEC),
@@ -89,6 +160,12 @@ def test_conditional_dcgan_step_and_sampling():
     ({"architecture": "dcgan", "gp_weight": 10.0, "discriminator_normalization": "batch"},
      DataSpec(shape=(28, 28, 1))),
     ({"architecture": "dcgan", "conditional": True}, DataSpec(shape=(28, 28, 1))),
+    ({"architecture": "stylegan", "style_mixing": 1.5}, DataSpec(shape=(28, 28, 1))),
+    ({"architecture": "stylegan"}, DataSpec(shape=(30, 30, 1))),
+    ({"architecture": "dcgan", "discriminator_normalization": "spectral", "spectral_iters": 0},
+     DataSpec(shape=(28, 28, 1))),
+    ({"architecture": "dcgan", "minibatch_std": True, "gp_weight": 1.0, "discriminator_normalization": "none"},
+     DataSpec(shape=(28, 28, 1))),
 ])
 def test_bad_config_is_one_line_config_error(change, spec):
     cfg = default_config()

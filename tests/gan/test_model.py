@@ -1,5 +1,5 @@
-"""Network shapes (traced with eval_shape, no compilation), pixel shuffle, weight demodulation, style mixing
-and shape errors."""
+"""Network shapes (traced with eval_shape, no compilation), pixel shuffle, weight demodulation and shape
+errors (style mixing and noise inputs are tested on the trained family in test_family.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,24 @@ def test_batch_stat_norm_normalises_each_channel():
     np.testing.assert_allclose(jnp.var(out, axis=(0, 1, 2)), 1.0, rtol=1e-3)
 
 
+def test_minibatch_stddev_and_equalized_dense():
+    """Minibatch stddev (Karras et al. 2018, Sec. 3): the appended channel is the mean over features of the
+    per-feature batch std (numpy reference), near 0 for a batch of copies. EqualizedDense: y = x (lr_mul W /
+    sqrt(fan_in)) + lr_mul b."""
+    h = np.random.default_rng(1).normal(size=(5, 3, 3, 4)).astype(np.float32)
+    out = np.asarray(m.minibatch_stddev(jnp.asarray(h)))
+    np.testing.assert_array_equal(out[..., :4], h)
+    np.testing.assert_allclose(out[..., 4], np.mean(np.std(h, axis=0)), rtol=1e-5)
+    copies = np.asarray(m.minibatch_stddev(jnp.broadcast_to(jnp.asarray(h[:1]), h.shape)))
+    assert float(np.max(copies[..., 4])) < 1e-3
+    layer = m.EqualizedDense(3, lr_mul=0.01)
+    x = jnp.asarray(h[:, 0, 0, :])
+    p = {"kernel": jnp.asarray(np.arange(12.0).reshape(4, 3)), "bias": jnp.array([1.0, 2.0, 3.0])}
+    np.testing.assert_allclose(layer.apply({"params": p}, x), h[:, 0, 0, :] @ (0.01 * np.arange(12.0).reshape(4, 3)
+                                                                                / 2.0) + 0.01 * np.array([1, 2, 3]),
+                               rtol=1e-5)
+
+
 def test_pixel_shuffle_matches_loop_reference():
     r = 2
     x = np.arange(2 * 3 * 2 * 12, dtype=np.float32).reshape(2, 3, 2, 12)
@@ -64,27 +82,16 @@ def test_modulation_and_demodulation():
     demod = np.asarray(modulate(w, s, True))
     np.testing.assert_allclose(np.sqrt(np.sum(demod ** 2, axis=(1, 2, 3))), 1.0, rtol=1e-5)
     np.testing.assert_allclose(demod, mod / np.sqrt(np.sum(mod ** 2, axis=(1, 2, 3), keepdims=True)), rtol=1e-5)
-
-
-def test_style_mixing_and_noise_inputs():
-    gen = m.StyleGANGenerator(resolution=4, out_channels=3, features=8, w_dim=8, mapping_layers=2)
-    z1, z2 = jax.random.normal(KEY, (2, 8)), jax.random.normal(jax.random.key(1), (2, 8))
-    params = jax.jit(gen.init)(KEY, z1)
-    mix = jax.jit(lambda p, z, zm, c: gen.apply(p, z, zm, c))
-    noisy = jax.jit(lambda p, z, k: gen.apply(p, z, rngs={"noise": k}))
-    plain = jax.jit(gen.apply)
-    plain1, plain2 = plain(params, z1), plain(params, z2)
-    num = m.num_styles(4)
-    np.testing.assert_allclose(mix(params, z1, z2, jnp.array(num)), plain1, atol=1e-5)
-    np.testing.assert_allclose(mix(params, z1, z2, jnp.array(0)), plain2, atol=1e-5)
-    mixed = mix(params, z1, z2, jnp.array(1))
-    assert not np.allclose(mixed, plain1, atol=1e-4) and not np.allclose(mixed, plain2, atol=1e-4)
-    # Noise: zero strength at init -> no effect; non-zero strength -> the result follows the noise key.
-    np.testing.assert_allclose(noisy(params, z1, jax.random.key(5)), plain1, atol=1e-6)
-    shifted = jax.tree.map(lambda p: p + 0.5, params)
-    a, b = noisy(shifted, z1, jax.random.key(5)), noisy(shifted, z1, jax.random.key(6))
-    assert not np.allclose(a, b, atol=1e-4)
-    np.testing.assert_array_equal(a, noisy(shifted, z1, jax.random.key(5)))
+    # ModulatedConv (input scaling, shared convolution, output demodulation) equals convolving each example
+    # with its own modulated-demodulated kernel (StyleGAN2, eqs. 1-3).
+    conv = m.ModulatedConv(5)
+    x, wlat = jnp.asarray(rng.normal(size=(2, 6, 6, 4)), jnp.float32), jnp.asarray(rng.normal(size=(2, 3)))
+    params = conv.init(KEY, x, wlat)["params"]
+    style = wlat @ params["affine"]["kernel"] + params["affine"]["bias"]
+    kernels = modulate(params["kernel"] / np.sqrt(3 * 3 * 4), style, True)
+    ref = [jax.lax.conv_general_dilated(x[i:i + 1], kernels[i], (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))[0] for i in range(2)]
+    np.testing.assert_allclose(jax.jit(conv.apply)({"params": params}, x, wlat), np.stack(ref), atol=1e-4)
 
 
 def test_bad_shapes_and_options_raise_one_line_config_errors():
