@@ -1,8 +1,15 @@
 """The one protocol every model family implements, and the description of the data it is given.
 
-A family module exposes ``make_family(config, spec) -> Family``: a bundle of pure functions that close
-over static configuration (network shapes, optimizers). The training loop, checkpoints and the CLI only
-ever see this bundle; they never ask which family they run.
+A family module exposes ``make_family(config, spec, inputs=FamilyInputs()) -> Family``: a bundle of pure
+functions that close over static configuration (network shapes, optimizers), plus a declaration of what it
+can do as data (its sampling and evaluation options, its conditioning kinds). The training loop,
+checkpoints, the bench and the CLI only ever see this bundle and read the declaration; they never ask which
+family they run, nor inspect a signature.
+
+``FamilyInputs`` carries what the machinery hands a family beyond its config: the evaluation images (a
+function of the batch size, so no family imports the data layer) and the loaded runs it builds on
+(``Upstream``: config and parameters of another work directory, loaded and verified by the train layer), so
+no family reads files.
 
 Batches are dicts of arrays: ``{"x": float32 [B, ...], "label": int32 [B]}`` (``label`` present when the
 dataset has classes). Images are ``[B, H, W, C]`` in the range given by ``DataSpec.value_range``.
@@ -11,11 +18,13 @@ dataset has classes). Images are ``[B, H, W, C]`` in the range given by ``DataSp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
 
+from gm_jax.core.errors import ConfigError
+from gm_jax.core.options import Option, check_options
 from gm_jax.core.state import PyTree, TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -40,6 +49,31 @@ class DataSpec:
         return len(self.shape) == 3
 
 
+CONDITIONING_KINDS = ("label", "text", "image")
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """A trained run another family builds on: its config (a plain dict, as in its config.json), its
+    sampling parameters (host arrays), the step they were saved at and the work directory it came from."""
+
+    config: Mapping[str, Any]
+    params: PyTree
+    step: int
+    workdir: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyInputs:
+    """What the train layer gives ``make_family`` besides config and spec.
+
+    eval_batches: ``batch_size -> iterator of eval batches`` (``None`` outside a run);
+    upstream: loaded runs keyed by the config field that names them (e.g. ``"model.prior_of"``)."""
+
+    eval_batches: Callable[[int], Iterator[dict]] | None = None
+    upstream: Mapping[str, Upstream] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
     """Pure functions of one model family.
@@ -51,6 +85,10 @@ class Family:
                                                              # chain; common kwargs: sampler, steps, eta,
                                                              # guidance, label, temperature
     evaluate(params, batch, key) -> metrics                  # optional; e.g. ELBO, NLL, bits/dim
+
+    The declaration: ``sample_options`` are the keyword options ``sample`` takes (validated by
+    :meth:`check_sample_options` before any work); ``eval_options`` those of evaluation; ``conditioning``
+    the kinds of condition ``sample`` accepts, a subset of ``CONDITIONING_KINDS``.
     """
 
     name: str
@@ -58,3 +96,27 @@ class Family:
     train_step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]
     sample: Callable[..., tuple[jax.Array, dict[str, Any]]] | None = None
     evaluate: Callable[[PyTree, Batch, jax.Array], Metrics] | None = None
+    sample_options: tuple[Option, ...] = ()
+    eval_options: tuple[Option, ...] = ()
+    conditioning: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.conditioning) - set(CONDITIONING_KINDS)
+        if unknown:
+            raise ValueError(f"family {self.name}: unknown conditioning kinds {sorted(unknown)}")
+        if self.sample is None and self.sample_options:
+            raise ValueError(f"family {self.name}: sample options declared but no sample function")
+
+    @property
+    def can_sample(self) -> bool:
+        return self.sample is not None
+
+    def check_sample_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` validated against ``sample_options`` (``None`` values mean "not given")."""
+        if not self.can_sample:
+
+            raise ConfigError(f"family {self.name!r} cannot sample")
+        return check_options(given, self.sample_options, f"family {self.name!r}")
+
+    def check_eval_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        return check_options(given, self.eval_options, f"evaluation of family {self.name!r}")

@@ -1,47 +1,77 @@
-"""Which module builds each family named by ``config.model.family``.
+"""Which module builds each family named by ``config.model.family``, and what each declares as data.
 
 Modules are imported on first use, so a run pays only for the family it trains. Every module provides
-``make_family(config, spec) -> gm_jax.core.Family`` and ``model_defaults() -> ConfigDict``.
+``make_family(config, spec, inputs=FamilyInputs()) -> gm_jax.core.Family``, ``model_defaults() ->
+ConfigDict`` and ``SAMPLE_OPTIONS`` (every run-time sampling option any of its families takes, for the CLI's
+flags and ``--help``; a built family declares its exact set in ``Family.sample_options``).
+
+A registry entry also names the config fields that point at other work directories the family builds on
+(``upstream``); the train layer loads and verifies those runs and hands them to ``make_family`` as
+``FamilyInputs.upstream`` (config and parameters, never a path to read).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import inspect
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from gm_jax.core.errors import check_choice
-from gm_jax.core.family import DataSpec, Family
+from gm_jax.core.family import DataSpec, Family, FamilyInputs
+from gm_jax.core.options import Option, merge_options
 
-FAMILY_MODULES: dict[str, str] = {
-    "autoencoder": "gm_jax.autoencoders.family",
-    "vae": "gm_jax.autoencoders.family",
-    "gan": "gm_jax.gan.family",
-    "gmm": "gm_jax.classical.family",
-    "bernoulli_mixture": "gm_jax.classical.family",
-    "rbm": "gm_jax.classical.family",
-    "flow": "gm_jax.flows.family",
-    "pixelcnn": "gm_jax.autoregressive.family",
-    "vqvae": "gm_jax.vq.family",
-    "diffusion": "gm_jax.diffusion.family",
-    "flow_matching": "gm_jax.flow_matching.family",
+
+@dataclasses.dataclass(frozen=True)
+class FamilyEntry:
+    """module: the module with ``make_family``; upstream: config fields (dotted) that may name the work
+    directory of a run this family builds on ('' in the config: none)."""
+
+    module: str
+    upstream: tuple[str, ...] = ()
+
+
+FAMILIES: dict[str, FamilyEntry] = {
+    "autoencoder": FamilyEntry("gm_jax.autoencoders.family"),
+    "vae": FamilyEntry("gm_jax.autoencoders.family"),
+    "gan": FamilyEntry("gm_jax.gan.family"),
+    "gmm": FamilyEntry("gm_jax.classical.family"),
+    "bernoulli_mixture": FamilyEntry("gm_jax.classical.family"),
+    "rbm": FamilyEntry("gm_jax.classical.family"),
+    "flow": FamilyEntry("gm_jax.flows.family"),
+    "pixelcnn": FamilyEntry("gm_jax.autoregressive.family"),
+    "vqvae": FamilyEntry("gm_jax.vq.family", upstream=("model.prior_of",)),
+    "diffusion": FamilyEntry("gm_jax.diffusion.family"),
+    "flow_matching": FamilyEntry("gm_jax.flow_matching.family"),
 }
 
 
 def family_module(name: str) -> Any:
     """The module that implements family ``name``."""
-    check_choice("model.family", name, FAMILY_MODULES)
-    return importlib.import_module(FAMILY_MODULES[name])
+    check_choice("model.family", name, FAMILIES)
+    return importlib.import_module(FAMILIES[name].module)
 
 
-def build_family(config: Any, spec: DataSpec, eval_batches: Callable[[int], Iterator[dict]] | None = None
-                 ) -> Family:
-    """``make_family(config, spec)`` of the module named by ``config.model.family``. ``eval_batches``
-    (``batch_size -> iterator of eval batches``, e.g. ``Pipeline.eval_batches``) is passed on to the families
-    whose ``make_family`` takes it (image-to-image GANs translate eval images by default), so no family
-    module imports the data layer."""
-    make = family_module(config.model.family).make_family
-    if eval_batches is not None and "eval_batches" in inspect.signature(make).parameters:
-        return make(config, spec, eval_batches=eval_batches)
-    return make(config, spec)
+def upstream_fields(config: Any) -> dict[str, str]:
+    """``{field: workdir}`` of the runs ``config`` builds on (the entry's upstream fields that are set)."""
+    out = {}
+    for field in FAMILIES[config.model.family].upstream:
+        section, name = field.split(".", 1)
+        value = config[section].get(name, "")
+        if value:
+            out[field] = str(value)
+    return out
+
+
+def build_family(config: Any, spec: DataSpec, inputs: FamilyInputs | None = None) -> Family:
+    """``make_family(config, spec, inputs)`` of the module named by ``config.model.family``."""
+    return family_module(config.model.family).make_family(config, spec, inputs or FamilyInputs())
+
+
+def all_sample_options() -> dict[str, tuple[tuple[Option, ...], list[str]]]:
+    """For the CLI: every sampling option any family declares, name -> (declarations, family names)."""
+    out: dict[str, tuple[tuple[Option, ...], list[str]]] = {}
+    for name in sorted(FAMILIES):
+        for o in family_module(name).SAMPLE_OPTIONS:
+            decls, names = out.get(o.name, ((), []))
+            out[o.name] = (merge_options(decls, (o,)) if not decls else decls, names + [name])
+    return out
