@@ -143,7 +143,7 @@ def hopfield_capacity(out: str, num_units: int = 256) -> str:
 
 
 def _load_params(workdir: str) -> tuple[dict, int]:
-    from gm_jax.train.loop import load_workdir
+    from gm_jax.train.workdir import load_workdir
 
     _, state = load_workdir(workdir)
     params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), state.sampling_params())

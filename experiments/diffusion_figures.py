@@ -26,7 +26,7 @@ from gm_jax.diffusion.parametrization import make_denoiser
 from gm_jax.diffusion.samplers import ancestral_step, prior_sample
 from gm_jax.diffusion.schedules import discrete_schedule, make_grid
 from gm_jax.train.images import make_grid as tile
-from gm_jax.train.loop import draw_samples, load_workdir
+from gm_jax.train.workdir import draw_samples, load_workdir
 
 # (sampler, steps): DDPM's own 1000-step chain, its shortened grids, and the fast ODE solvers
 SAMPLER_GRID = (("ddpm", 1000), ("ddpm", 100), ("ddim", 50), ("ddim", 10), ("heun", 10), ("euler", 20),

@@ -21,7 +21,8 @@ import jax
 import numpy as np
 
 from gm_jax.train.images import save_samples
-from gm_jax.train.loop import draw_samples, evaluate, load_workdir
+from gm_jax.train.loop import evaluate
+from gm_jax.train.workdir import draw_samples, load_workdir
 
 
 def timed_samples(run, state, num: int = 64, calls: int = 2) -> tuple[np.ndarray, dict]:

@@ -32,8 +32,8 @@ from gm_jax.gan.family import make_networks
 from gm_jax.gan.model import num_styles
 from gm_jax.metrics import load_feature_extractor
 from gm_jax.train.images import save_image_grid
-from gm_jax.train.loop import draw_samples, load_workdir
 from gm_jax.train.quality import real_images, to_extractor_range
+from gm_jax.train.workdir import draw_samples, load_workdir
 
 FASHION_CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "boot")

@@ -23,7 +23,7 @@ import numpy as np
 from gm_jax.core.rng import purpose_key, seed_key
 from gm_jax.gan import tasks
 from gm_jax.train.images import save_image_grid
-from gm_jax.train.loop import load_workdir
+from gm_jax.train.workdir import load_workdir
 
 
 def _to_image_range(x: jax.Array) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 
 from gm_jax.classical import rbm
 from gm_jax.data import load_arrays
-from gm_jax.train.loop import load_workdir
+from gm_jax.train.workdir import load_workdir
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from gm_jax.autoencoders.family import build_model
 from gm_jax.autoencoders.sample import decode_latents, interpolation_grid
 from gm_jax.train.images import save_image_grid
-from gm_jax.train.loop import load_workdir
+from gm_jax.train.workdir import load_workdir
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ import numpy as np
 from gm_jax.core.rng import purpose_key
 from gm_jax.train.config import apply_overrides, load_config_file
 from gm_jax.train.families import build_family
-from gm_jax.train.loop import load_workdir, train
+from gm_jax.train.loop import train
+from gm_jax.train.workdir import load_workdir
 
 
 def main() -> None:

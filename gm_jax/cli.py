@@ -1,10 +1,15 @@
-"""``gm-jax``: train | sample | eval | data.
+"""``gm-jax``: train | sample | eval | data | bench.
 
     gm-jax train CONFIG --workdir DIR [--config.FIELD=VALUE ...]
-    gm-jax sample --workdir DIR [--num N] [--seed S] [--sampler NAME --steps N --eta E --guidance W --label L]
+    gm-jax sample --workdir DIR [--num N] [--seed S] [sampling options of the model, see --help]
     gm-jax eval --workdir DIR [--metrics fid,kid,is,prdc --num N] [--num_batches N]
     gm-jax data prepare NAME [--data_dir DIR] [--source_dir DIR] | gm-jax data list
     gm-jax bench samplers [--quick] [--out DIR] [--workdir RUN] | gm-jax bench train [--quick] [--out DIR]
+
+The sampling flags of ``sample`` and ``eval`` are generated from what the families declare
+(:attr:`gm_jax.core.Family.sample_options`); a flag the loaded model does not take is rejected with the list
+of those it does take. Every number is range-checked before any model is loaded, and nothing in a work
+directory is written before the request has been validated.
 
 Bad input prints one line ``gm-jax: error: ...`` naming the problem and the fix, and exits with status 2.
 """
@@ -12,55 +17,86 @@ Bad input prints one line ``gm-jax: error: ...`` naming the problem and the fix,
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from gm_jax.core.errors import ConfigError, GmJaxError
+from gm_jax.core.options import OPTION_TYPES, Option
 
-SAMPLER_ARGS = ("sampler", "steps", "eta", "guidance", "label", "temperature", "truncation")
+TRAIN_EPILOG = """\
+Any field of the config can be overridden on the command line as --config.SECTION.FIELD=VALUE, e.g.
+  --config.optim.learning_rate=3e-4 --config.train.num_steps=500 --config.model.channels=(32,64)
+The value is parsed into the type of the field's current value (int, float, bool, str, tuple); an unknown
+field or a value of the wrong type is refused with one line. Sections: seed, data, model, optim, train.
+Running the command again on the same --workdir resumes from the newest verified checkpoint; only
+train.num_steps, train.progress, train.log_every, train.sample_every and train.eval_every may change."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gm-jax", description="Generative models as pure JAX functions.")
-    sub = p.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are our one line with exit status 2."""
 
-    t = sub.add_parser("train", help="train (or resume) a model from a config file")
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"gm-jax: error: {message}; see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _family_option_flags(p: argparse.ArgumentParser, title: str) -> dict[str, list[Option]]:
+    """One flag per sampling option any family declares; returns name -> its declarations."""
+    from gm_jax.train.families import all_sample_options
+
+    group = p.add_argument_group(title, "generated from the families' declarations; the loaded model "
+                                        "accepts only its own (an unknown one is refused, naming them)")
+    found: dict[str, list[Option]] = {}
+    for name, (decls, families) in sorted(all_sample_options().items()):
+        found[name] = decls
+        helps = sorted({d.help_text() for d in decls})
+        group.add_argument(f"--{name}", type=OPTION_TYPES[decls[0].kind], default=None,
+                           help=f"{' | '.join(helps)} [{', '.join(families)}]".replace("%", "%%"))
+    return found
+
+
+def _add_train(sub: Any) -> None:
+    t = sub.add_parser("train", help="train (or resume) a model from a config file", epilog=TRAIN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("config", help="path of a config file with get_config(), e.g. experiments/configs/vae.py")
     t.add_argument("--workdir", required=True, help="run directory: config.json, checkpoints, logs, samples")
 
+
+def _add_sample(sub: Any, with_options: bool) -> dict[str, list[Option]]:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("--workdir", required=True)
-    s.add_argument("--num", type=int, default=64, help="number of samples")
+    s.add_argument("--num", type=int, default=64, help="number of samples (>= 1)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/sample)")
-    s.add_argument("--sampler", default=None, help="sampler name (families with several samplers)")
-    s.add_argument("--steps", type=int, default=None, help="number of sampler steps")
-    s.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1]")
-    s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    s.add_argument("--label", type=int, default=None, help="class label for conditional models")
-    s.add_argument("--temperature", type=float, default=None, help="sampling temperature")
-    s.add_argument("--truncation", type=float, default=None, help="StyleGAN truncation psi in [0, 1]")
+    return _family_option_flags(s, "sampling options") if with_options else {}
 
+
+def _add_eval(sub: Any, with_options: bool) -> dict[str, list[Option]]:
     e = sub.add_parser("eval", help="evaluate a trained run: likelihood on the eval split and sample quality "
                                     "(FID, KID, IS, PRDC); writes WORKDIR/eval.json")
     e.add_argument("--workdir", required=True)
     e.add_argument("--num_batches", type=int, default=0, help="likelihood eval batches (0: the whole eval split)")
     e.add_argument("--metrics", default="", help="sample-quality metrics, comma-separated: fid,kid,is,prdc")
-    e.add_argument("--num", type=int, default=1000, help="samples (and real eval images) for those metrics")
+    e.add_argument("--num", type=int, default=1000, help="samples (and real eval images) for those metrics (>= 2)")
     e.add_argument("--seed", type=int, default=0)
+    return _family_option_flags(e, "sampling options for the sample-quality metrics") if with_options else {}
 
+
+def _add_data(sub: Any) -> None:
     d = sub.add_parser("data", help="datasets: list them, or prepare one offline from local files")
     dsub = d.add_subparsers(dest="data_command", required=True)
     dp = dsub.add_parser("prepare", help="prepare a dataset with gm_jax's local TFDS builder")
     dp.add_argument("name")
     dp.add_argument("--data_dir", default="", help="TFDS data_dir (default $GM_JAX_DATA_DIR or ~/tensorflow_datasets)")
     dp.add_argument("--source_dir", default="", help="folder with the raw files (IDX .gz, CIFAR-10 batches)")
-    dsub.add_parser("list", help="list dataset names")
+    dsub.add_parser("list", help="list dataset names and what each needs (local files, optional packages)")
 
+
+def _add_bench(sub: Any) -> None:
     b = sub.add_parser("bench", help="benchmarks: sampler speed and quality per NFE; training throughput")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     bs = bsub.add_parser("samplers", help="compile/run time, NFE, overhead over the network, fused vs "
@@ -96,47 +132,91 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--torch", action="store_true", help="also time the PyTorch twin of the tiny-U-Net DDPM step "
                     "(needs the optional extra: pip install torch==2.13.0)")
     bt.add_argument("--devices", type=int, default=8, help="simulated CPU devices (set before JAX starts)")
-    return p
+
+
+def _parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, list[Option]]]:
+    """The argument parser; the family-declared sampling flags are built only for ``sample``/``eval``
+    (importing every family costs seconds that other commands need not pay)."""
+    p = _Parser(prog="gm-jax", description="Generative models as pure JAX functions.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    options = _add_sample(sub, command == "sample")
+    options.update(_add_eval(sub, command == "eval"))
+    _add_data(sub)
+    _add_bench(sub)
+    return p, options
+
+
+def _given_options(args: argparse.Namespace, options: dict[str, list[Option]]) -> dict[str, Any]:
+    """The sampling flags the user gave, range-checked before any model work: a value passes when one of
+    the option's declarations accepts it (the loaded family then checks against its own)."""
+    out = {}
+    for name, decls in options.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        errors = []
+        for o in decls:
+            try:
+                out[name] = o.check(value)
+                break
+            except ConfigError as e:
+                errors.append(e)
+        else:
+            raise errors[0]
+    return out
+
+
+def _require_int(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"--{name} must be >= {low}, got {value}")
 
 
 def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from gm_jax.train.config import apply_overrides, load_config_file
-    from gm_jax.train.loop import train
+    from gm_jax.train.loop import is_complete, train
 
     config = apply_overrides(load_config_file(args.config), overrides)
     t0 = time.perf_counter()
-    state = train(config, args.workdir)
+    workdir = os.path.abspath(args.workdir)
+    already = os.path.isfile(os.path.join(workdir, "final.json"))
+    state = train(config, workdir)
+    if already and is_complete(workdir, int(state.step), config.train.num_steps):
+        print(f"the run in {args.workdir} is complete at step {int(state.step)}; nothing to do "
+              "(raise --config.train.num_steps to train further)")
+        return 0
     print(f"trained to step {int(state.step)} in {time.perf_counter() - t0:.1f} s; outputs in {args.workdir}")
     return 0
 
 
-def _sampler_kwargs(args: argparse.Namespace, sample_fn) -> dict:
-    given = {k: getattr(args, k) for k in SAMPLER_ARGS if getattr(args, k) is not None}
-    params = inspect.signature(sample_fn).parameters
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    unknown = [k for k in given if k not in params and not takes_any]
-    if unknown:
-        raise ConfigError(f"this model's sampler does not take --{unknown[0]}; "
-                          f"it takes: {', '.join(k for k in params if k not in ('params', 'key', 'num')) or 'none'}")
-    return given
+def _output_prefix(out: str, workdir: str) -> str:
+    from gm_jax.train.workdir import check_writable
+
+    prefix = out or os.path.join(workdir, "samples", "sample")
+    check_writable(os.path.dirname(os.path.abspath(prefix)), "output folder", "--out")
+    for ext in (".png", ".npz"):
+        if os.path.isdir(prefix + ext):
+            raise ConfigError(f"--out {prefix}: {prefix + ext} is a directory; choose another --out prefix")
+    return prefix
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
+def cmd_sample(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     import numpy as np
 
     from gm_jax.train.images import save_samples
-    from gm_jax.train.loop import draw_samples, load_workdir
+    from gm_jax.train.workdir import draw_samples, load_workdir, read_config
 
-    if args.num < 1:
-        raise ConfigError(f"--num must be >= 1, got {args.num}")
+    _require_int("num", args.num, 1)
+    given = _given_options(args, options)
+    read_config(args.workdir)  # a missing or garbage config.json fails before any work
+    prefix = _output_prefix(args.out, args.workdir)
     run, state = load_workdir(args.workdir)
-    if run.family.sample is None:
-        raise ConfigError(f"family {run.family.name!r} cannot sample")
-    kwargs = _sampler_kwargs(args, run.family.sample)
+    if not run.family.can_sample:
+        raise ConfigError(f"family {run.family.name!r} cannot sample; it is evaluated with `gm-jax eval`")
+    given = run.family.check_sample_options(given)
     t0 = time.perf_counter()
-    x, info = draw_samples(run.family, state.sampling_params(), args.seed, args.num, **kwargs)
+    x, info = draw_samples(run.family, state.sampling_params(), args.seed, args.num, **given)
     seconds = time.perf_counter() - t0
-    prefix = args.out or os.path.join(args.workdir, "samples", "sample")
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     save_samples(x, prefix + ".png", run.pipeline.spec.value_range)
     np.savez(prefix + ".npz", samples=x, **{k: np.asarray(v) for k, v in info.items()})
@@ -145,19 +225,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from gm_jax.train.loop import evaluate, load_workdir
+def cmd_eval(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
+    from gm_jax.train.loop import check_finite_metrics, evaluate
     from gm_jax.train.quality import parse_metrics, sample_quality
+    from gm_jax.train.workdir import check_writable, load_workdir, read_config
 
     names = parse_metrics(args.metrics)
-    run, state = load_workdir(args.workdir)
-    results: dict = {"step": int(state.step), **evaluate(run, state, args.num_batches)}
+    _require_int("num_batches", args.num_batches, 0)
     if names:
-        if run.family.sample is None:
-            raise ConfigError(f"family {run.family.name!r} cannot sample, so it has no {names[0]}; drop --metrics")
+        _require_int("num", args.num, 2)
+    given = _given_options(args, options)
+    if given and not names:
+        raise ConfigError(f"--{sorted(given)[0]} applies to the sample-quality metrics; add --metrics fid,... "
+                          "or drop it")
+    read_config(args.workdir)
+    check_writable(args.workdir)
+    run, state = load_workdir(args.workdir)
+    if names and not run.family.can_sample:
+        raise ConfigError(f"family {run.family.name!r} cannot sample, so it has no {names[0]}; drop --metrics")
+    if names:
+        given = run.family.check_sample_options(given)
+    results: dict = {"step": int(state.step), **evaluate(run, state, args.num_batches)}
+    check_finite_metrics({k: v for k, v in results.items() if k != "step"}, int(state.step))
+    if names:
         figure = os.path.join(args.workdir, "nearest_neighbours.png")
-        results["sample_quality"] = sample_quality(run, state, names, args.num, args.seed, figure_path=figure)
-        results["sample_quality"]["nearest_neighbours_png"] = figure
+        quality = sample_quality(run, state, names, args.num, args.seed, figure_path=figure, **given)
+        check_finite_metrics({k: v["value"] for k, v in quality["metrics"].items()}, int(state.step),
+                             "sample-quality")
+        results["sample_quality"] = {**quality, "nearest_neighbours_png": figure}
     path = os.path.join(args.workdir, "eval.json")
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
@@ -167,26 +262,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from gm_jax.data import DATASET_NAMES, prepare
+    from gm_jax.data import prepare
+    from gm_jax.data.loading import describe_datasets
 
     if args.data_command == "list":
-        print("\n".join(DATASET_NAMES))
+        rows = describe_datasets()
+        width = max(len(n) for n in rows)
+        print("\n".join(f"{name:<{width}}  {note}" for name, note in rows.items()))
         return 0
+    from gm_jax.train.workdir import check_writable
+
+    if args.data_dir:
+        check_writable(args.data_dir, "data folder", "--data_dir")
     path = prepare(args.name, data_dir=args.data_dir or None, source_dir=args.source_dir or None)
     print(f"prepared {args.name} in {path}")
     return 0
 
 
+def _simulated_devices(count: int) -> None:
+    """Ask XLA for ``count`` CPU devices; this counts only before JAX starts its backends."""
+    if count > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={count}").strip()
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.bench_command == "train" and args.devices > 1 and "xla_force_host_platform_device_count" not in \
-            os.environ.get("XLA_FLAGS", ""):
-        from jax._src import xla_bridge
-
-        if not xla_bridge.backends_are_initialized():  # the flag only counts before JAX starts its backends
-            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                       f" --xla_force_host_platform_device_count={args.devices}").strip()
+    if args.bench_command == "train":
+        _require_int("devices", args.devices, 1)
+        _simulated_devices(args.devices)
     from gm_jax.bench.commands import apply_options, run_sampler_bench, run_train_bench, sampler_grid
+    from gm_jax.train.workdir import check_writable
 
+    check_writable(args.out, "output folder", "--out")
     log = lambda line: print(line, file=sys.stderr, flush=True)
     if args.bench_command == "samplers":
         grid = apply_options(sampler_grid(args.quick), nets=args.nets, samplers=args.samplers, steps=args.steps,
@@ -206,27 +313,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dispatch(args: argparse.Namespace, overrides: list[str], options: dict[str, list[Option]]) -> int:
+    if args.command == "train":
+        return cmd_train(args, overrides)
+    if args.command == "sample":
+        return cmd_sample(args, options)
+    if args.command == "eval":
+        return cmd_eval(args, options)
+    if args.command == "bench":
+        return cmd_bench(args)
+    return cmd_data(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS/orbax chatter; our errors are one line
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides = [a for a in argv if a.startswith("--config.")]
-    args = _parser().parse_args([a for a in argv if not a.startswith("--config.")])
-    if overrides and args.command != "train":
-        print(f"gm-jax: error: --config.* overrides apply to `gm-jax train` only, not `{args.command}`",
-              file=sys.stderr)
-        return 2
+    rest = [a for a in argv if not a.startswith("--config.")]
+    command = next((a for a in rest if not a.startswith("-")), None)
     try:
-        if args.command == "train":
-            return cmd_train(args, overrides)
-        if args.command == "sample":
-            return cmd_sample(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "bench":
-            return cmd_bench(args)
-        return cmd_data(args)
+        parser, options = _parser(command)
+        args = parser.parse_args(rest)
+        if overrides and args.command != "train":
+            raise ConfigError(f"--config.* overrides apply to `gm-jax train` only, not `{args.command}`")
+        return _dispatch(args, overrides, options)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed as one line)
+        return int(e.code or 0)
     except GmJaxError as e:
         print(f"gm-jax: error: {e}", file=sys.stderr)
         return 2

@@ -1,25 +1,37 @@
-"""Core: errors, PRNG helpers, the train state and the family protocol (no networks, no I/O)."""
+"""Core: errors, PRNG helpers, the train state and the family protocol (no networks, no I/O).
 
-from gm_jax.core.dequantize import bin_width, uniform_dequantize
-from gm_jax.core.errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    GmJaxError,
-    TrainingDiverged,
-    check_choice,
-    require,
-)
-from gm_jax.core.family import CONDITIONING_KINDS, Batch, DataSpec, Family, FamilyInputs, Metrics, Upstream
-from gm_jax.core.optim import make_optimizer
-from gm_jax.core.options import Option, check_options, merge_options
-from gm_jax.core.rng import example_keys, per_example_normal, purpose_key, seed_key, step_key
-from gm_jax.core.state import PyTree, TrainState, apply_gradients, ema_update
+Names are imported from their modules on first use (PEP 562), so ``gm_jax.core.errors`` and
+``gm_jax.core.options`` can be used without importing JAX (the CLI answers ``--help`` and argument errors
+before JAX starts).
+"""
 
-__all__ = [
-    "CONDITIONING_KINDS", "FamilyInputs", "Option", "Upstream", "check_options", "merge_options",
-    "Batch", "CheckpointError", "ConfigError", "DataError", "DataSpec", "Family", "GmJaxError", "Metrics",
-    "PyTree", "TrainState", "TrainingDiverged", "apply_gradients", "bin_width", "check_choice", "ema_update",
-    "example_keys", "make_optimizer", "per_example_normal", "purpose_key", "require", "seed_key", "step_key",
-    "uniform_dequantize",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOME = {
+    "bin_width": "dequantize", "uniform_dequantize": "dequantize",
+    "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors", "GmJaxError": "errors",
+    "TrainingDiverged": "errors", "check_choice": "errors", "require": "errors",
+    "CONDITIONING_KINDS": "family", "Batch": "family", "DataSpec": "family", "Family": "family",
+    "FamilyInputs": "family", "Metrics": "family", "Upstream": "family",
+    "make_optimizer": "optim",
+    "Option": "options", "check_options": "options", "merge_options": "options",
+    "example_keys": "rng", "per_example_normal": "rng", "purpose_key": "rng", "seed_key": "rng", "step_key": "rng",
+    "PyTree": "state", "TrainState": "state", "apply_gradients": "state", "ema_update": "state",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'gm_jax.core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gm_jax.core.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

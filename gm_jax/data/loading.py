@@ -245,6 +245,23 @@ def load_arrays(name: str, split: str = "train", data_dir: str | None = None,
     return _load_cached(name, split, data_dir, source_dir)
 
 
+def describe_datasets() -> dict[str, str]:
+    """``name -> what it needs``: built in, or the local files / optional package to install (and whether
+    they are found here now), for ``gm-jax data list``."""
+    out = {}
+    for name in DATASET_NAMES:
+        if name in TOY_SAMPLERS:
+            out[name] = "built in: 2-D toy set drawn from a PRNG key"
+        elif name == "digits":
+            out[name] = "built in: scikit-learn's 8x8 digits (needs the optional package scikit-learn)"
+        elif name == "fashion_mnist_small":
+            out[name] = "built in: embedded 5000/1000-image Fashion-MNIST subset"
+        else:
+            found = "found here" if locate_source(name, None) is not None else "not found here"
+            out[name] = f"needs local files ({found}): {_OFFLINE_HINTS[name]}"
+    return out
+
+
 def prepare(name: str, data_dir: str | None = None, source_dir: str | None = None) -> str:
     """Prepare our TFDS builder of image dataset ``name`` from local files (once) and return its folder."""
     _check_name(name, "train")

@@ -198,6 +198,18 @@ class Pipeline:
             yield self._finish(x[rows], None if label is None else label[rows], [self.seed, _EVAL_STEP, i],
                                x[rows].shape, slice(None))
 
+    def eval_images(self, num: int, chunk: int = 500) -> dict[str, np.ndarray]:
+        """The first ``num`` examples of the eval split as one batch (fewer when the split is smaller), read
+        in chunks of ``chunk`` through :meth:`eval_batches` (the one way to collect evaluation images)."""
+        require(num > 0, f"number of eval images must be > 0, got {num}")
+        parts: list[dict[str, np.ndarray]] = []
+        have = 0
+        for batch in self.eval_batches(min(num, chunk)):
+            parts.append(batch)
+            have += len(batch["x"])
+            if have >= num:
+                break
+        return {k: np.concatenate([b[k] for b in parts])[:num] for k in parts[0]}
 
 
 def make_pipeline(data_cfg: Any, seed: int, process_index: int = 0, process_count: int = 1) -> Pipeline:

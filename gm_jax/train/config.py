@@ -62,15 +62,32 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} not found; pass a path such as experiments/configs/vae.py")
     spec = importlib.util.spec_from_file_location(f"gm_jax_config_{abs(hash(path))}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"config file {path!r} is not a Python file; pass a .py file with get_config()")
     module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"config file {path!r} has a syntax error at line {e.lineno}: {e.msg}") from None
+    except Exception as e:  # any error raised while importing the user's file
+        raise ConfigError(f"config file {path!r} fails to import ({type(e).__name__}: {_first_line(e)}); "
+                          "fix the file") from None
+    if not callable(getattr(module, "get_config", None)):
         raise ConfigError(f"config file {path!r} has no get_config() function; define one returning a ConfigDict")
-    cfg = module.get_config()
+    try:
+        cfg = module.get_config()
+    except Exception as e:  # an error inside the user's get_config()
+        raise ConfigError(f"get_config() in {path!r} raised {type(e).__name__}: {_first_line(e)}; fix the file"
+                          ) from None
     if not isinstance(cfg, ml_collections.ConfigDict):
-        raise ConfigError(f"get_config() in {path!r} must return an ml_collections.ConfigDict")
+        raise ConfigError(f"get_config() in {path!r} must return an ml_collections.ConfigDict, "
+                          f"got {type(cfg).__name__}")
     return cfg
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:160] if text else "no message"
 
 
 def _parse_value(text: str, current: Any, name: str) -> Any:
@@ -139,6 +156,11 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     for field in ("num_steps", "steps_per_call", "log_every", "checkpoint_every", "keep_checkpoints"):
         if not isinstance(t[field], int) or t[field] < (0 if field == "num_steps" else 1):
             raise ConfigError(f"config.train.{field} must be a positive integer, got {t[field]!r}")
+    for field, low in (("sample_every", 0), ("eval_every", 0), ("eval_batches", 0), ("eval_batch_size", 0),
+                       ("num_samples", 1), ("num_devices", 0)):
+        value = t.get(field, low)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"config.train.{field} must be an integer >= {low}, got {value!r}")
     if cfg.data.batch_size < 1:
         raise ConfigError(f"config.data.batch_size must be >= 1, got {cfg.data.batch_size}")
 

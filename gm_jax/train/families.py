@@ -18,7 +18,7 @@ from typing import Any
 
 from gm_jax.core.errors import check_choice
 from gm_jax.core.family import DataSpec, Family, FamilyInputs
-from gm_jax.core.options import Option, merge_options
+from gm_jax.core.options import Option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +67,15 @@ def build_family(config: Any, spec: DataSpec, inputs: FamilyInputs | None = None
     return family_module(config.model.family).make_family(config, spec, inputs or FamilyInputs())
 
 
-def all_sample_options() -> dict[str, tuple[tuple[Option, ...], list[str]]]:
-    """For the CLI: every sampling option any family declares, name -> (declarations, family names)."""
-    out: dict[str, tuple[tuple[Option, ...], list[str]]] = {}
+def all_sample_options() -> dict[str, tuple[list[Option], list[str]]]:
+    """For the CLI: every sampling option any family declares, name -> (its declarations, the family names
+    that declare it). A value is acceptable before a model is loaded when one declaration accepts it."""
+    out: dict[str, tuple[list[Option], list[str]]] = {}
     for name in sorted(FAMILIES):
         for o in family_module(name).SAMPLE_OPTIONS:
-            decls, names = out.get(o.name, ((), []))
-            out[o.name] = (merge_options(decls, (o,)) if not decls else decls, names + [name])
+            decls, names = out.setdefault(o.name, ([], []))
+            if o not in decls:
+                decls.append(o)
+            if name not in names:
+                names.append(name)
     return out

@@ -14,7 +14,7 @@ from gm_jax.core.rng import purpose_key, seed_key
 from gm_jax.core.state import TrainState
 from gm_jax.metrics import fid, inception_score, kid, load_feature_extractor, prdc
 from gm_jax.train.images import save_image_grid
-from gm_jax.train.loop import Run, draw_samples
+from gm_jax.train.workdir import Run, draw_samples
 
 SAMPLE_METRICS = ("fid", "kid", "is", "prdc")
 # The feature network that fits each dataset (28x28x1 images); users may pass any FeatureExtractor.
@@ -38,13 +38,7 @@ def to_extractor_range(x: np.ndarray, value_range: tuple[float, float]) -> np.nd
 
 def real_images(run: Run, num: int) -> np.ndarray:
     """The first ``num`` images of the run's eval split, in the data's value range."""
-    chunks, have = [], 0
-    for batch in run.pipeline.eval_batches(min(num, 500)):
-        chunks.append(batch["x"])
-        have += len(batch["x"])
-        if have >= num:
-            break
-    x = np.concatenate(chunks)[:num]
+    x = run.pipeline.eval_images(num)["x"]
     if len(x) < num:
         raise ConfigError(f"the eval split has {len(x)} images, fewer than --num {num}; lower --num")
     return x
@@ -70,8 +64,8 @@ def sample_quality(run: Run, state: TrainState, metrics: list[str], num: int, se
         raise ConfigError(f"sample-quality metrics need image data, got shape {spec.shape}")
     if num < 2:
         raise ConfigError(f"--num must be >= 2 for sample-quality metrics, got {num}")
+    real = real_images(run, num)  # first: a too-large --num fails before any sampling
     fake, info = draw_samples(run.family, state.sampling_params(), seed, num, **sample_kwargs)
-    real = real_images(run, num)
     fake_x, real_x = to_extractor_range(fake, spec.value_range), to_extractor_range(real, spec.value_range)
     f_fake, f_real = extractor.features(fake_x), extractor.features(real_x)
     report: dict[str, Any] = {}

@@ -32,12 +32,12 @@ def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*([None] * leading_axes), DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    """The global batch must split evenly over the devices."""
+def check_batch_size(batch_size: int, mesh: Mesh, field: str = "data.batch_size") -> None:
+    """The global batch (config field ``field``) must split evenly over the devices."""
     n = mesh.devices.size
     if batch_size % n:
         lo, hi = (batch_size // n) * n, (batch_size // n + 1) * n
-        raise ConfigError(f"data.batch_size={batch_size} does not divide over {n} devices; "
+        raise ConfigError(f"{field}={batch_size} does not divide over {n} devices; "
                           f"use a multiple of {n} such as {hi}" + (f" or {lo}" if lo else ""))
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from gm_jax.train.config import apply_overrides, load_config_file
-from gm_jax.train.families import FAMILY_MODULES
+from gm_jax.train.families import FAMILIES
 from gm_jax.train.logging import read_metrics
-from gm_jax.train.loop import open_run, train
+from gm_jax.train.loop import train
+from gm_jax.train.workdir import open_run
 
 CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 SMALL_IMAGES = ["--config.data.name=fashion_mnist_small", "--config.data.num_examples=64",
@@ -49,7 +50,7 @@ LOOP = ["--config.train.num_steps=2", "--config.train.checkpoint_every=1", "--co
 
 def test_every_registered_family_has_a_case():
     families = {load_config_file(str(CONFIGS / f)).model.family for f, _ in CASES.values()}
-    assert set(FAMILY_MODULES) - {"autoencoder"} <= families
+    assert set(FAMILIES) - {"autoencoder"} <= families
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

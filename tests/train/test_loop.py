@@ -13,7 +13,8 @@ from gm_jax.core.errors import TrainingDiverged
 from gm_jax.train.checkpoint import Checkpointer, abstract_like
 from gm_jax.train.config import base_config
 from gm_jax.train.logging import read_metrics
-from gm_jax.train.loop import open_run, restore_or_init, train
+from gm_jax.train.loop import train
+from gm_jax.train.workdir import open_run, restore_or_init
 
 
 def tiny_config(data_dir, **train_overrides):

@@ -1,0 +1,222 @@
+"""The one home of run-directory I/O: reading and writing ``config.json``, opening a run (pipeline, family,
+mesh, checkpointer), restoring its verified state, and loading the runs a family builds on.
+
+Rules every command follows, so that a failed command leaves a work directory exactly as it was:
+
+* everything that can be checked is checked before anything is written (configs are compared, the
+  directory's writability is probed without creating files in it);
+* ``config.json`` is written only by ``gm-jax train``, once its request has been validated, atomically;
+* checkpoints are verified against their manifests before use (:mod:`gm_jax.train.checkpoint`); a corrupt
+  step is set aside and the newest good one used, with one line saying so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from gm_jax.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from gm_jax.core.family import Family, FamilyInputs, Upstream
+from gm_jax.core.rng import purpose_key, seed_key
+from gm_jax.core.state import TrainState
+from gm_jax.data.pipeline import Pipeline, make_pipeline
+from gm_jax.train import sharding as shd
+from gm_jax.train.checkpoint import Checkpointer, abstract_like
+from gm_jax.train.config import config_from_json, config_to_json, validate_config
+from gm_jax.train.families import build_family, upstream_fields
+
+CONFIG_FILE = "config.json"
+# Fields that may differ between a run and its resumption (everything else must match config.json).
+RESUMABLE_CHANGES = ("train.num_steps", "train.progress", "train.log_every", "train.sample_every",
+                     "train.eval_every")
+
+
+def check_writable(path: str, what: str = "work directory", flag: str = "--workdir") -> None:
+    """Raise a one-line CheckpointError unless ``path`` (a folder, existing or not) could be written: the
+    nearest existing ancestor must be a writable directory. Creates nothing."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    why = "not a directory" if not os.path.isdir(probe) else None
+    if why is None and not os.access(probe, os.W_OK | os.X_OK):
+        why = "permission denied"
+    if why is None:  # root passes os.access everywhere; a read-only file system still refuses a real write
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".gm_jax_write_test_", dir=probe)
+            os.close(fd)
+            os.remove(tmp)
+        except OSError as e:
+            why = e.strerror or type(e).__name__
+    if why is not None:
+        raise CheckpointError(f"{what} {path} is not writable ({probe}: {why}); choose another {flag}")
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config of the run in ``workdir`` (its config.json); one line when missing or unreadable."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{workdir} has no {CONFIG_FILE}; train a model there first with "
+                              "`gm-jax train CONFIG --workdir DIR`")
+    try:
+        with open(path) as f:
+            config = config_from_json(f.read())
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path} is not a valid gm_jax config ({type(e).__name__}); restore it from the "
+                              "config file the run was trained with, or use a new --workdir") from None
+    if not isinstance(config.get("model"), ml_collections.ConfigDict) or "family" not in config.model:
+        raise CheckpointError(f"{path} is not a gm_jax run config (no model.family); use a work directory "
+                              "written by `gm-jax train`")
+    return config
+
+
+def _diff_configs(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        name = f"{prefix}{k}"
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff_configs(a, b, name + ".")
+        elif a != b and name not in RESUMABLE_CHANGES:
+            out.append(name)
+    return out
+
+
+def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """When ``workdir`` already holds a run, ``config`` must be that run's (up to RESUMABLE_CHANGES)."""
+    if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+        return
+    old = read_config(workdir).to_dict()
+    diff = _diff_configs(json.loads(config_to_json(ml_collections.ConfigDict(old))),
+                         json.loads(config_to_json(config)))
+    if diff:
+        raise CheckpointError(f"{workdir} holds a run with a different config ({', '.join(diff[:4])}); "
+                              "resume it with the same config or use a new --workdir")
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Write ``WORKDIR/config.json`` atomically (after the request has been validated)."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    text = config_to_json(config)
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() == text:
+                return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a command needs about one work directory."""
+
+    config: ml_collections.ConfigDict
+    family: Family
+    pipeline: Pipeline
+    mesh: jax.sharding.Mesh
+    checkpointer: Checkpointer
+    workdir: str = ""
+
+
+def make_mesh_for(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+    """The data-parallel mesh of ``config.train.num_devices`` devices (0: all)."""
+    n_dev = config.train.get("num_devices", 0)
+    if n_dev < 0 or n_dev > jax.device_count():
+        raise ConfigError(f"config.train.num_devices={n_dev} but {jax.device_count()} devices exist; "
+                          "use 0 (all) or a number up to that")
+    mesh = shd.make_mesh(jax.devices()[:n_dev] if n_dev else None)
+    shd.check_batch_size(config.data.batch_size, mesh, "data.batch_size")
+    eval_bs = config.train.get("eval_batch_size", 0)
+    if eval_bs:
+        shd.check_batch_size(eval_bs, mesh, "train.eval_batch_size")
+    return mesh
+
+
+def load_upstream(config: ml_collections.ConfigDict) -> dict[str, Upstream]:
+    """The runs ``config`` builds on (registry ``upstream`` fields), loaded and verified like any run."""
+    out = {}
+    for field, workdir in upstream_fields(config).items():
+        if not os.path.isdir(workdir):
+            raise CheckpointError(f"config.{field}={workdir!r} is not a directory; point it at a trained run")
+        try:
+            run, state = load_workdir(workdir)
+        except CheckpointError as e:
+            raise CheckpointError(f"config.{field}={workdir!r}: {e}") from None
+        params = jax.tree.map(np.asarray, jax.device_get(state.sampling_params()))
+        out[field] = Upstream(config=run.config.to_dict(), params=params, step=int(state.step), workdir=workdir)
+    return out
+
+
+def open_run(config: ml_collections.ConfigDict, workdir: str) -> Run:
+    """Build the pipeline, family, mesh and checkpointer of a run (no state yet; nothing written)."""
+    validate_config(config)
+    if config.train.get("distributed", False) and jax.process_count() == 1:
+        jax.distributed.initialize()
+    mesh = make_mesh_for(config)
+    pipeline = make_pipeline(config.data, config.seed, jax.process_index(), jax.process_count())
+    inputs = FamilyInputs(eval_batches=pipeline.eval_batches, upstream=load_upstream(config))
+    family = build_family(config, pipeline.spec, inputs)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
+    return Run(config, family, pipeline, mesh, ckpt, os.path.abspath(workdir))
+
+
+def init_state(family: Family, seed: int, example_batch: dict, mesh: jax.sharding.Mesh) -> TrainState:
+    """``family.init`` compiled with a replicated result; ``example_batch`` is a global (sharded) batch."""
+    root = seed_key(seed)
+    init = jax.jit(lambda b: family.init(purpose_key(root, "init"), b).replace(rng=root),
+                   out_shardings=shd.replicated(mesh))
+    return init(example_batch)
+
+
+def restore_or_init(run: Run) -> TrainState:
+    """The newest checkpoint of the run that verifies, or a fresh state when there is none."""
+    example = shd.to_global(run.pipeline.batch(0), run.mesh)
+    if run.checkpointer.latest_step() is None:
+        return init_state(run.family, run.config.seed, example, run.mesh)
+    abstract = jax.eval_shape(lambda b: run.family.init(seed_key(0), b).replace(rng=seed_key(0)), example)
+    return run.checkpointer.restore(abstract_like(abstract, shd.replicated(run.mesh)))
+
+
+def load_workdir(workdir: str) -> tuple[Run, TrainState]:
+    """Open a trained run from its work directory (config.json + newest verified checkpoint)."""
+    run = open_run(read_config(workdir), workdir)
+    if run.checkpointer.latest_step() is None:
+        raise CheckpointError(f"{workdir} has no checkpoint; train first with `gm-jax train CONFIG --workdir DIR`")
+    return run, restore_or_init(run)
+
+
+def check_finite_array(name: str, x: Any, where: str) -> None:
+    """Raise TrainingDiverged when ``x`` holds NaN or inf (samples, evaluation metrics)."""
+    a = np.asarray(x, np.float64)
+    if not np.all(np.isfinite(a)):
+        frac = float(np.mean(~np.isfinite(a)))
+        raise TrainingDiverged(f"{name} {where} is not finite ({frac:.0%} NaN/inf); the model's parameters are "
+                               "broken: retrain from an earlier checkpoint with a lower optim.learning_rate")
+
+
+def draw_samples(family: Family, params: Any, seed: int, num: int, **options: Any) -> tuple[np.ndarray, dict]:
+    """``family.sample`` keyed by ``purpose_key(seed_key(seed), "sample")``. It is called from the host: a
+    family compiles its own chain, with run-time numbers (steps, η, guidance) as arrays. Non-finite samples
+    raise TrainingDiverged (never written)."""
+    if not family.can_sample:
+        raise ConfigError(f"family {family.name!r} cannot sample")
+    x, info = family.sample(params, purpose_key(seed_key(seed), "sample"), num, **options)
+    x = np.asarray(x)
+    check_finite_array("samples", x, f"of family {family.name!r}")
+    return x, {k: np.asarray(v).tolist() for k, v in info.items()}
+
+
+__all__ = ["CONFIG_FILE", "RESUMABLE_CHANGES", "Run", "check_finite_array", "check_same_run", "check_writable",
+           "draw_samples", "init_state", "load_upstream", "load_workdir", "make_mesh_for", "open_run",
+           "read_config", "restore_or_init", "write_config"]
