@@ -338,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(rest)
         if overrides and args.command != "train":
             raise ConfigError(f"--config.* overrides apply to `gm-jax train` only, not `{args.command}`")
+        if args.command in ("train", "sample", "eval"):
+            from gm_jax.train.compile_cache import enable_compilation_cache
+
+            enable_compilation_cache()
         return _dispatch(args, overrides, options)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed as one line)
         return int(e.code or 0)

@@ -80,18 +80,34 @@ def test_missing_config_file_and_unwritable_workdir(tmp_path, data_dir, capsys):
 def test_missing_and_corrupt_checkpoint(tmp_path, trained, capsys):
     assert main(["sample", "--workdir", str(tmp_path / "empty")]) == 2
     one_error_line(capsys, "no config.json")
-    # a copy of the trained run whose latest checkpoint is damaged
+    # a copy of the trained run whose latest checkpoint is damaged: sampling falls back to step 1, says so
+    # in one line and keeps the damaged step aside
     import shutil
     broken = str(tmp_path / "broken")
     shutil.copytree(trained, broken)
+    damaged = []
     for root, _, files in os.walk(os.path.join(broken, "checkpoints", "2")):
         for f in files:
             if f.startswith("manifest") or f.endswith(".ocdbt") or "ocdbt" in root:
                 with open(os.path.join(root, f), "wb") as fh:
                     fh.write(b"garbage")
+                damaged.append(f)
+    assert damaged
+    capsys.readouterr()
+    assert main(["sample", "--workdir", broken, "--num", "2"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any("checkpoint 2 is corrupt" in line and "using 1" in line for line in err), err
+    assert os.path.isdir(os.path.join(broken, "checkpoints", "1"))
+    assert not os.path.exists(os.path.join(broken, "checkpoints", "2"))
+    assert os.listdir(os.path.join(broken, "checkpoints", "corrupt"))  # kept aside, not deleted
+    # with every step damaged: one line, exit 2
+    for root, _, files in os.walk(os.path.join(broken, "checkpoints", "1")):
+        for f in files:
+            if f != "gm_jax_manifest.json":
+                with open(os.path.join(root, f), "ab") as fh:
+                    fh.write(b"x")
     assert main(["sample", "--workdir", broken]) == 2
-    one_error_line(capsys, "cannot be restored")
-    assert os.path.isdir(os.path.join(broken, "checkpoints", "1"))  # nothing deleted
+    one_error_line(capsys, "verifies")
 
 
 def test_resume_with_a_different_config_is_refused(trained, data_dir, capsys):

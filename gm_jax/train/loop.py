@@ -134,7 +134,7 @@ def prepare_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[R
     check_writable(workdir)
     check_same_run(workdir, config)
     run = open_run(config, workdir)
-    state = restore_or_init(run)
+    state = restore_or_init(run, verb="resuming from")
     step, total = int(state.step), config.train.num_steps
     if step > total:
         run.checkpointer.close()

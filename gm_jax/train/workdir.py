@@ -179,13 +179,15 @@ def init_state(family: Family, seed: int, example_batch: dict, mesh: jax.shardin
     return init(example_batch)
 
 
-def restore_or_init(run: Run) -> TrainState:
-    """The newest checkpoint of the run that verifies, or a fresh state when there is none."""
+def restore_or_init(run: Run, verb: str = "using") -> TrainState:
+    """The newest checkpoint of the run that verifies, or a fresh state when there is none. A step that
+    fails verification is moved aside with one line (``checkpoint 300 is corrupt (...); moved to ...;
+    <verb> 250``)."""
     example = shd.to_global(run.pipeline.batch(0), run.mesh)
     if run.checkpointer.latest_step() is None:
         return init_state(run.family, run.config.seed, example, run.mesh)
     abstract = jax.eval_shape(lambda b: run.family.init(seed_key(0), b).replace(rng=seed_key(0)), example)
-    return run.checkpointer.restore(abstract_like(abstract, shd.replicated(run.mesh)))
+    return run.checkpointer.restore(abstract_like(abstract, shd.replicated(run.mesh)), verb=verb)
 
 
 def load_workdir(workdir: str) -> tuple[Run, TrainState]:
