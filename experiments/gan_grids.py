@@ -29,7 +29,7 @@ import numpy as np
 from gm_jax.core.rng import purpose_key, seed_key
 from gm_jax.gan.diagnostics import class_histogram
 from gm_jax.gan.family import make_networks
-from gm_jax.gan.model import num_styles
+from gm_jax.gan.nets.stylegan import num_styles
 from gm_jax.metrics import load_feature_extractor
 from gm_jax.train.images import save_image_grid
 from gm_jax.train.quality import real_images, to_extractor_range

@@ -11,7 +11,7 @@ from gm_jax.core.errors import ConfigError
 from gm_jax.gan import default_config, make_family
 from gm_jax.gan.diagnostics import mode_coverage, ring_centres
 from gm_jax.gan.family import make_networks
-from gm_jax.gan.model import num_styles
+from gm_jax.gan.nets.stylegan import num_styles
 
 TOY_SPEC = DataSpec(shape=(2,), name="eight_gaussians")
 
@@ -201,3 +201,40 @@ def test_wgan_gp_covers_the_eight_gaussians():
 
 
 STEPS = 800
+
+
+def test_declared_sample_options_and_conditioning():
+    """Each GAN family declares exactly the sampling options its sample takes: label (< num_classes) for a
+    conditional GAN, truncation for StyleGAN, direction for CycleGAN only; the module's SAMPLE_OPTIONS
+    covers them all, and the CLI-side check rejects undeclared or out-of-range values with one line."""
+    from gm_jax.gan import family as gan_family
+    from gm_jax.gan.image_to_image import model_defaults as i2i_defaults
+
+    assert {o.name for o in gan_family.SAMPLE_OPTIONS} == {"label", "truncation", "direction"}
+    assert all(o.kind in ("int", "float", "str") for o in gan_family.SAMPLE_OPTIONS)
+    toy = make_family(toy_config(), TOY_SPEC)
+    assert toy.sample_options == () and toy.conditioning == ()
+    cond_cfg = default_config()
+    cond_cfg.model.conditional = True
+    cond = make_family(cond_cfg, DataSpec(shape=(8, 8, 1), num_classes=3))
+    assert [o.name for o in cond.sample_options] == ["label"] and cond.conditioning == ("label",)
+    assert cond.check_sample_options({"label": "2"}) == {"label": 2}
+    for bad in ({"label": 3}, {"label": -1}, {"truncation": 0.5}):
+        with pytest.raises(ConfigError) as err:
+            cond.check_sample_options(bad)
+        assert "\n" not in str(err.value)
+    style_cfg = default_config()
+    style_cfg.model.architecture = "stylegan"
+    style = make_family(style_cfg, DataSpec(shape=(8, 8, 1)))
+    assert [o.name for o in style.sample_options] == ["truncation"] and style.conditioning == ()
+    with pytest.raises(ConfigError):
+        style.check_sample_options({"truncation": 1.5})
+    spec28 = DataSpec(shape=(28, 28, 1), num_classes=10)
+    for task, names in (("pix2pix", []), ("cyclegan", ["direction"]), ("srgan", [])):
+        cfg = default_config()
+        cfg.model = i2i_defaults(task)
+        cfg.model.feature_weight = 0.0 if task == "srgan" else cfg.model.get("feature_weight", 0.0)
+        fam = make_family(cfg, spec28)
+        assert fam.name == f"gan_{task}" and fam.conditioning == ("image",)
+        assert [o.name for o in fam.sample_options] == names
+        assert all(o in gan_family.SAMPLE_OPTIONS for o in fam.sample_options)

@@ -119,3 +119,35 @@ def test_task_trains_evaluates_and_samples_through_the_loop(case, tmp_path, data
     samples = np.load(os.path.join(workdir, "samples", "final.npz"))["samples"]
     assert samples.shape == (4, 28, 28, 1) and np.abs(samples).max() <= 1.0
     assert os.path.exists(os.path.join(workdir, "samples", "step_000002.png"))
+
+
+def test_default_sources_come_from_inputs_eval_batches():
+    """sample without source translates the first num eval images given by FamilyInputs.eval_batches (of the
+    source domain for CycleGAN), exactly as the same images passed as source; without eval data it asks
+    for source in one line."""
+    from gm_jax.core.family import FamilyInputs
+
+    spec = DataSpec(shape=(8, 8, 1), num_classes=10)
+    x = np.asarray(jax.random.uniform(jax.random.key(3), (6, 8, 8, 1), minval=-1, maxval=1))
+    label = np.array([7, 9, 7, 0, 9, 7])
+    seen = []
+
+    def eval_batches(batch_size):
+        seen.append(batch_size)
+        return iter([{"x": x, "label": label}])
+
+    cfg = base_config()
+    cfg.model = model_defaults("cyclegan")
+    cfg.model.update({"features": 2, "num_blocks": 1, "patch_layers": 1})
+    fam = make_family(cfg, spec, FamilyInputs(eval_batches=eval_batches))
+    state = fam.init(jax.random.key(0), {"x": jnp.asarray(x), "label": jnp.asarray(label)})
+    key = jax.random.key(1)
+    out_b, info = fam.sample(state.params, key, 2, direction="b_to_a")
+    np.testing.assert_array_equal(out_b, fam.sample(state.params, key, 2, source=x[[1, 4]], direction="b_to_a")[0])
+    out_a, _ = fam.sample(state.params, key, 3)
+    np.testing.assert_array_equal(out_a, fam.sample(state.params, key, 3, source=x[[0, 2, 5]])[0])
+    assert info == {"nfe": 1} and seen
+    bare = make_family(cfg, spec)
+    with pytest.raises(ConfigError) as err:
+        bare.sample(state.params, key, 2)
+    assert "\n" not in str(err.value)
