@@ -124,20 +124,13 @@ def apply_options(grid: SamplerGrid, nets: str = "", samplers: str = "", steps: 
     return g
 
 
-def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "",
-                      log: Any = print) -> dict[str, Any]:
-    """Run the grid; write ``out/samplers.json``, ``out/samplers.md``, ``out/bench_time_vs_nfe.png`` and
-    ``out/bench_quality_vs_nfe.png``; return the JSON payload."""
+def _timing(grid: SamplerGrid, out: str, env: dict[str, Any], log: Any) -> list[dict[str, Any]]:
+    """The timing records of every network × batch × sampler of ``grid`` (partial results written as they come)."""
     import os
 
     from gm_jax.bench import report
-    from gm_jax.bench.samplers import bench_chain, fid_vs_nfe, forward_cost, make_net, quality_vs_nfe
-    from gm_jax.bench.timing import environment
+    from gm_jax.bench.samplers import bench_chain, forward_cost, make_net
 
-    os.makedirs(out, exist_ok=True)
-    t_start = time.perf_counter()
-    cpu_start = time.process_time()
-    env = environment()
     timing: list[dict[str, Any]] = []
     for net_name in grid.nets:
         setup = make_net(net_name)
@@ -157,6 +150,13 @@ def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "
                 log(f"bench samplers: {net_name} batch {batch} {sampler}: "
                     + ", ".join(f"NFE {r['nfe']} {1e3 * r['wall_s']:.1f} ms (x{r['overhead_ratio']:.2f})"
                                 for r in recs) + f" [{time.perf_counter() - t0:.0f} s]")
+    return timing
+
+
+def _quality(grid: SamplerGrid, workdir: str, log: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(quality vs NFE with the exact mixture score, FID vs NFE of ``workdir``'s trained run if given)."""
+    from gm_jax.bench.samplers import fid_vs_nfe, quality_vs_nfe
+
     quality: list[dict[str, Any]] = []
     if grid.quality_steps:
         t0 = time.perf_counter()
@@ -168,12 +168,50 @@ def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "
         t0 = time.perf_counter()
         fid = fid_vs_nfe(workdir, grid.fid_samplers, grid.fid_steps, grid.fid_num)
         log(f"bench samplers: FID vs NFE on {workdir} [{time.perf_counter() - t0:.0f} s]")
-    targets = report.sampler_targets(timing, quality)
+    return quality, fid
+
+
+def _sampler_markdown(grid: SamplerGrid, payload: dict[str, Any]) -> str:
+    """``samplers.md``: the timing table, the quality tables and the targets."""
+    from gm_jax.bench import report
+
+    env, quality, fid = payload["environment"], payload["quality_exact_score"], payload["fid"]
+    md = [f"# gm-jax bench samplers ({payload['mode']})", "",
+          f"{env['device_kind']} ({env['platform']}), jax {env['jax_version']}, float32; networks randomly "
+          f"initialized; guidance {grid.guidance} (one NFE = one guided pass over 2 × batch).", "",
+          report.markdown_table(report.with_ms(payload["timing"]), report.SAMPLER_COLUMNS)]
+    if quality:
+        md += ["", f"Exact mixture score, {grid.quality_num} samples, {grid.quality_seeds} seed(s); sliced W2 to the "
+               f"mixture itself over {grid.quality_projections} fixed directions (mean ± s.e. over seeds; paired "
+               "difference to DDPM-1000 on the same seeds); two-sample sliced W2 / MMD² of the first seed:", "",
+               report.markdown_table(quality, report.QUALITY_COLUMNS)]
+    if fid:
+        md += ["", "Trained model:", "", report.markdown_table(fid, report.FID_COLUMNS)]
+    md += ["", "Targets:", ""] + [f"- {t['target']}: met={t['met']}; measured {t['measured']}"
+                                  for t in payload["targets"]]
+    return "\n".join(md) + "\n"
+
+
+def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "",
+                      log: Any = print) -> dict[str, Any]:
+    """Run the grid; write ``out/samplers.json``, ``out/samplers.md``, ``out/bench_time_vs_nfe.png`` and
+    ``out/bench_quality_vs_nfe.png``; return the JSON payload."""
+    import os
+
+    from gm_jax.bench import report
+    from gm_jax.bench.timing import environment
+
+    os.makedirs(out, exist_ok=True)
+    t_start = time.perf_counter()
+    cpu_start = time.process_time()
+    env = environment()
+    timing = _timing(grid, out, env, log)
+    quality, fid = _quality(grid, workdir, log)
     payload = {"mode": "quick" if quick else "full", "environment": env, "grid": dataclasses.asdict(grid),
                "weights": "timings use randomly initialized networks (they do not depend on trained weights)",
                "timing": timing, "quality_exact_score": quality, "fid": fid,
                "fid_note": "" if workdir else "no --workdir given: FID vs NFE needs a trained run",
-               "targets": targets, "total_wall_s": time.perf_counter() - t_start,
+               "targets": report.sampler_targets(timing, quality), "total_wall_s": time.perf_counter() - t_start,
                "total_cpu_s": time.process_time() - cpu_start}
     report.write_json(os.path.join(out, "samplers.json"), payload)
     paths = {"json": os.path.join(out, "samplers.json")}
@@ -182,20 +220,8 @@ def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "
     if quality or fid:
         paths["quality_png"] = report.plot_quality_vs_nfe(quality, os.path.join(out, "bench_quality_vs_nfe.png"),
                                                           fid)
-    md = [f"# gm-jax bench samplers ({payload['mode']})", "",
-          f"{env['device_kind']} ({env['platform']}), jax {env['jax_version']}, float32; networks randomly "
-          f"initialized; guidance {grid.guidance} (one NFE = one guided pass over 2 × batch).", "",
-          report.markdown_table(report.with_ms(timing), report.SAMPLER_COLUMNS)]
-    if quality:
-        md += ["", f"Exact mixture score, {grid.quality_num} samples, {grid.quality_seeds} seed(s); sliced W2 to the "
-               f"mixture itself over {grid.quality_projections} fixed directions (mean ± s.e. over seeds; paired "
-               "difference to DDPM-1000 on the same seeds); two-sample sliced W2 / MMD² of the first seed:", "",
-               report.markdown_table(quality, report.QUALITY_COLUMNS)]
-    if fid:
-        md += ["", "Trained model:", "", report.markdown_table(fid, report.FID_COLUMNS)]
-    md += ["", "Targets:", ""] + [f"- {t['target']}: met={t['met']}; measured {t['measured']}" for t in targets]
     with open(os.path.join(out, "samplers.md"), "w") as f:
-        f.write("\n".join(md) + "\n")
+        f.write(_sampler_markdown(grid, payload))
     paths["markdown"] = os.path.join(out, "samplers.md")
     payload["paths"] = paths
     return payload

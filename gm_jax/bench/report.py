@@ -134,8 +134,11 @@ def sampler_targets(timing: Sequence[dict[str, Any]], quality: Sequence[dict[str
 
 
 def _sampler_styles() -> dict[str, tuple[str, str]]:
-    return {"ddpm": ("C0", "o"), "ddim": ("C1", "s"), "annealed_langevin": ("C2", "^"), "pc": ("C3", "v"),
-            "euler": ("C4", "D"), "heun": ("C5", "P"), "dpm_solver_2m": ("C6", "X")}
+    """(colour, marker) of each registered sampler, by registration order."""
+    from gm_jax.diffusion.samplers import sampler_names
+
+    markers = "os^vDPXh*<>p"
+    return {name: (f"C{i % 10}", markers[i % len(markers)]) for i, name in enumerate(sampler_names())}
 
 
 def plot_time_vs_nfe(records: Sequence[dict[str, Any]], path: str) -> str:

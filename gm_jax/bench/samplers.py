@@ -12,8 +12,9 @@ Definitions (one record per network × batch × sampler × steps):
   instead, i.e. the issue's "NFE × one compiled network forward" including that forward's dispatch.
 * ``python_wall_s``: the same sampler stepped from a Python loop, one compiled step per call (how
   diffusers and k-diffusion drive their schedulers). It runs the very step function of the fused sampler:
-  :func:`python_stepped` captures the step that the sampler hands to its scan (see there), so both compute
-  the same numbers (``python_max_abs_diff``). ``fused_speedup = python_wall_s / wall_s``.
+  every registered sampler is a :class:`gm_jax.diffusion.samplers.Chain` (initial carry and step), which the
+  fused sampler scans and :meth:`ChainSpec.python_stepped` calls once per step, so both compute the same
+  numbers (``python_max_abs_diff``). ``fused_speedup = python_wall_s / wall_s``.
 * ``recompiles``: compilations caused by changing steps, η and the guidance scale after the first call,
   counted by a trace counter in the jitted function and by JAX's backend-compile event.
 
@@ -35,16 +36,17 @@ import numpy as np
 
 from gm_jax.bench.timing import CompileWindow, TraceCounter, compile_seconds, time_call
 from gm_jax.core.errors import check_choice, require
+from gm_jax.core.options import option_names
 from gm_jax.diffusion import gmm as gmm_lib
-from gm_jax.diffusion import samplers as samplers_mod
-from gm_jax.diffusion.family import model_defaults
+from gm_jax.diffusion.family import configured_sampler, model_defaults
 from gm_jax.diffusion.networks import TimeConditionedMLP
 from gm_jax.diffusion.parametrization import make_denoiser
+from gm_jax.diffusion.samplers import Chain, prior_sample, run_chain, sampler_names
 from gm_jax.diffusion.schedules import discrete_schedule, make_grid
 from gm_jax.metrics.toy import rbf_mmd2, sliced_wasserstein
 from gm_jax.nn.unet import UNet, unet_config
 
-SAMPLER_NAMES = tuple(samplers_mod.SAMPLERS)
+SAMPLER_NAMES = sampler_names()
 
 # name: (kind, options, per-example shape). 'unet_small' is the default Fashion-MNIST U-Net
 # (experiments/configs/ddpm_fashion_mnist.py); 'unet_tiny' the one of ddpm_fashion_mnist_cpu.py.
@@ -56,29 +58,13 @@ NETS: dict[str, tuple[str, dict, tuple[int, ...]]] = {
 }
 
 
-def _defaults() -> dict[str, Any]:
-    m = model_defaults()
-    return {"pc_snr": float(m.pc_snr), "pc_corrector_steps": int(m.pc_corrector_steps),
-            "langevin_step_lr": float(m.langevin_step_lr), "langevin_steps": int(m.langevin_steps)}
-
-
-def expected_nfe(sampler: str, steps: int, langevin_steps: int | None = None, pc_corrector_steps: int | None = None,
-                 denoise: bool = True) -> int:
-    """The number of network evaluations each sampler is defined to make for ``steps`` grid steps:
-    DDPM, DDIM, Euler, DPM-Solver++(2M): N; Heun (Karras et al. 2022, Alg. 1, no correction into σ = 0):
-    2N − 1; predictor–corrector: N (1 + corrector steps); annealed Langevin: N × inner steps (+1 for the
-    final denoising step)."""
-    check_choice("sampler", sampler, SAMPLER_NAMES)
-    d = _defaults()
-    inner = d["langevin_steps"] if langevin_steps is None else langevin_steps
-    corr = d["pc_corrector_steps"] if pc_corrector_steps is None else pc_corrector_steps
-    if sampler == "heun":
-        return 2 * steps - 1
-    if sampler == "pc":
-        return steps * (1 + corr)
-    if sampler == "annealed_langevin":
-        return steps * inner + int(denoise)
-    return steps
+def expected_nfe(sampler: str, steps: int, **options: Any) -> int:
+    """The number of network evaluations ``sampler`` is defined to make for ``steps`` grid steps, from its
+    registry entry, with the family's default options (``options`` override them): DDPM, DDIM, Euler,
+    DPM-Solver++(2M): N; Heun (Karras et al. 2022, Alg. 1, no correction into σ = 0): 2N − 1;
+    predictor–corrector: N (1 + corrector steps); annealed Langevin: N × inner steps (+1 for the final
+    denoising step)."""
+    return configured_sampler(model_defaults(), sampler).expected_nfe(steps, **options)
 
 
 @dataclasses.dataclass
@@ -112,15 +98,11 @@ def make_net(name: str, seed: int = 0, num_classes: int = 10) -> NetSetup:
     return NetSetup(name, module, params, shape, num_classes, count)
 
 
-def _sampler_kwargs(sampler: str, eta: jax.Array) -> dict[str, Any]:
-    d = _defaults()
-    if sampler == "ddim":
-        return {"eta": eta}
-    if sampler == "pc":
-        return {"snr": jnp.float32(d["pc_snr"]), "n_corrector": jnp.int32(d["pc_corrector_steps"])}
-    if sampler == "annealed_langevin":
-        return {"step_lr": jnp.float32(d["langevin_step_lr"]), "n_inner": jnp.int32(d["langevin_steps"])}
-    return {}
+def sampler_options(sampler: str, eta: jax.Array) -> dict[str, Any]:
+    """The options ``sampler`` runs with in the bench: the diffusion family's defaults (from
+    ``model_defaults()``), η given as an array where the sampler takes it."""
+    opts = configured_sampler(model_defaults(), sampler).defaults()
+    return {**opts, "eta": eta} if "eta" in opts else opts
 
 
 def _denoiser(setup: NetSetup, params: Any, guidance: jax.Array, label: jax.Array):
@@ -139,60 +121,39 @@ class ChainSpec:
 
     def __init__(self, setup: NetSetup, sampler: str, batch: int, num_timesteps: int = 1000,
                  max_steps: int = 1000, denoiser_factory: Callable | None = None):
-        check_choice("sampler", sampler, SAMPLER_NAMES)
         require(batch >= 1, f"batch must be >= 1, got {batch}")
+        self.sampler_spec = configured_sampler(model_defaults(), sampler)
         self.setup, self.sampler, self.batch = setup, sampler, int(batch)
         self.process = discrete_schedule("linear", int(num_timesteps))
         self.max_steps = min(int(max_steps), self.process.num_steps)
         self.denoiser_factory = denoiser_factory or (lambda p, g, lab: _denoiser(setup, p, g, lab))
 
-    def _pieces(self, params, key, steps, eta, guidance, label):
+    def chain(self, params, key, steps, eta, guidance, label) -> tuple[Chain, Any]:
+        """(the sampler's chain, its grid) for these arrays: prior draw, guided denoiser, default options."""
         grid = make_grid("discrete", self.process, steps, self.max_steps)
         den = self.denoiser_factory(params, guidance, label)
         k_prior, k_chain = jax.random.split(key)
-        x_T = samplers_mod.prior_sample(k_prior, grid, (self.batch,) + self.setup.shape)
-        return den, k_chain, x_T, grid, _sampler_kwargs(self.sampler, eta)
+        x_T = prior_sample(k_prior, grid, (self.batch,) + self.setup.shape)
+        opts = sampler_options(self.sampler, eta)
+        return self.sampler_spec.chain(den, k_chain, x_T, grid, 0, **opts), grid
 
     def fused(self) -> tuple[Any, TraceCounter]:
-        """jit of the whole chain (one scan) → (x_0, nfe), and its trace counter."""
+        """jit of the whole chain (one scan, :func:`gm_jax.diffusion.samplers.run_chain`) → (x_0, nfe), and
+        its trace counter."""
 
         def run(params, key, steps, eta, guidance, label):
-            den, k, x_T, grid, kw = self._pieces(params, key, steps, eta, guidance, label)
-            x, info = samplers_mod.get_sampler(self.sampler)(den, k, x_T, grid, **kw)
+            den_chain, grid = self.chain(params, key, steps, eta, guidance, label)
+            x, info = run_chain(den_chain, grid)
             return x, info["nfe"]
 
         counter = TraceCounter(run)
         return jax.jit(counter), counter
 
     def python_stepped(self) -> tuple[Any, Any]:
-        """(jit of the initial carry, jit of one step ``(…, carry, k) -> carry``) of the same sampler.
-
-        The samplers run ``samplers._chain(step, init, grid)``; while tracing these two functions that
-        helper is replaced by one that records ``init`` (or applies ``step`` once to the given carry and
-        step index) and stops the sampler, so the Python loop runs exactly the fused sampler's step.
-        The carry's first element is x and its last the NFE counter in every sampler."""
-
-        def capture(params, key, steps, eta, guidance, label, carry, k):
-            den, kc, x_T, grid, kw = self._pieces(params, key, steps, eta, guidance, label)
-            out = {}
-
-            def fake_chain(step, init, grid_):
-                out["carry"] = init if carry is None else step(carry, k)
-                raise _Captured
-
-            original = samplers_mod._chain
-            samplers_mod._chain = fake_chain
-            try:
-                samplers_mod.get_sampler(self.sampler)(den, kc, x_T, grid, **kw)
-            except _Captured:
-                pass
-            finally:
-                samplers_mod._chain = original
-            require("carry" in out, f"sampler {self.sampler!r} did not run its chain through samplers._chain")
-            return out["carry"]
-
-        init = jax.jit(lambda p, key, n, e, g, lab: capture(p, key, n, e, g, lab, None, None))
-        step = jax.jit(capture)
+        """(jit of the chain's initial carry, jit of one step ``(…, carry, k) -> carry``): the very step the
+        fused chain scans, driven from Python. The carry is ``(x, nfe, extra)``."""
+        init = jax.jit(lambda p, key, n, e, g, lab: self.chain(p, key, n, e, g, lab)[0].init)
+        step = jax.jit(lambda p, key, n, e, g, lab, carry, k: self.chain(p, key, n, e, g, lab)[0].step(carry, k))
         return init, step
 
     def forward(self) -> tuple[Any, Any]:
@@ -240,10 +201,6 @@ def measure_forward(spec: ChainSpec, x: jax.Array, guidance: float, label: np.nd
             "forward_compile_s": compile_s, "forward_reps": reps}
 
 
-class _Captured(Exception):
-    """Stops a sampler once its chain's step (or initial carry) has been captured."""
-
-
 def _args(setup: NetSetup, params: Any, steps: int, eta: float, guidance: float, batch: int, seed: int = 0):
     label = np.arange(batch, dtype=np.int32) % max(setup.num_classes, 1)
     return (params, jax.random.key(seed), np.int32(steps), np.float32(eta), np.float32(guidance), label)
@@ -254,7 +211,7 @@ def run_python_stepped(init: Any, step: Any, args: tuple) -> tuple[jax.Array, ja
     carry = init(*args)
     for k in range(int(args[2])):
         carry = step(*args, carry, np.int32(k))
-    return carry[0], carry[-1]
+    return carry[0], carry[1]
 
 
 def bench_chain(setup: NetSetup, sampler: str, batch: int, steps_list: Sequence[int], repeats: int = 3,
@@ -423,19 +380,20 @@ def fid_vs_nfe(workdir: str, samplers: Sequence[str], steps_list: Sequence[int],
     number of steps, with the shipped feature network (:func:`gm_jax.train.quality.sample_quality`)."""
     import time
 
-    from gm_jax.train.loop import load_workdir
     from gm_jax.train.quality import sample_quality
+    from gm_jax.train.workdir import load_workdir
 
     run, state = load_workdir(workdir)
-    require(run.family.name == "diffusion", f"--workdir must hold a diffusion run, got family {run.family.name!r}")
+    require("sampler" in option_names(run.family.sample_options),
+            f"--workdir must hold a run whose family takes --sampler (e.g. diffusion), got {run.family.name!r}")
     ncls = run.pipeline.spec.num_classes or 0
-    label = (np.arange(num) % ncls).astype(np.int32) if ncls and run.config.model.class_conditional else None
+    label = (np.arange(num) % ncls).astype(np.int32) if ncls and "label" in run.family.conditioning else None
     records = []
     for sampler in samplers:
         for steps in steps_list:
             t0 = time.perf_counter()
-            report = sample_quality(run, state, ["fid"], num, seed, sampler=sampler, steps=int(steps),
-                                    guidance=guidance, label=label)
+            given = run.family.check_sample_options({"sampler": sampler, "steps": int(steps), "guidance": guidance})
+            report = sample_quality(run, state, ["fid"], num, seed, label=label, **given)
             records.append({"sampler": sampler, "steps": int(steps), "nfe": int(report["sampler_nfe"]),
                             "fid": report["metrics"]["fid"]["value"], "num": num, "guidance": guidance,
                             "train_step": int(state.step), "seconds_incl_compile": time.perf_counter() - t0})

@@ -16,10 +16,12 @@ parameter EMA when the config has them — the same work per step as ``family.tr
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import statistics
 import time
+import types
 from typing import Any
 
 import numpy as np
@@ -37,7 +39,10 @@ def torch_available() -> bool:
     return True
 
 
-def _modules() -> Any:
+@functools.lru_cache(maxsize=1)
+def _blocks() -> Any:
+    """torch and the twin's building blocks: GroupNorm as flax's, the sinusoidal time embedding, the residual
+    block, self-attention and the stride-2 'SAME' convolution (Ho et al. 2020, App. B)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -85,6 +90,64 @@ def _modules() -> Any:
         def forward(self, x: torch.Tensor) -> torch.Tensor:  # flax 'SAME' at stride 2, k = 3: pad (0, 1)
             return super().forward(F.pad(x, (0, 1, 0, 1)))
 
+    return types.SimpleNamespace(torch=torch, F=F, nn=nn, gn=gn, sinusoidal=sinusoidal, ResBlock=ResBlock,
+                                 Attn=Attn, DownConv=DownConv)
+
+
+def _down_path(ch: int, ch_mult: tuple, num_res_blocks: int, attn_resolutions: tuple, res: int, temb: int,
+               dropout: float, num_heads: int) -> tuple[Any, list[list[str]], list[int], int, int]:
+    """The encoder: per level ``num_res_blocks`` residual blocks (+ attention at ``attn_resolutions``), then a
+    downsampling conv except at the last level. Returns (modules, their flax names, skip channels, channels,
+    resolution)."""
+    b = _blocks()
+    down, names, chans, c = b.nn.ModuleList(), [], [ch], ch
+    for level, mult in enumerate(ch_mult):
+        for i in range(num_res_blocks):
+            blocks, block_names = [b.ResBlock(c, ch * mult, temb, dropout)], [f"down{level}_res{i}"]
+            c = ch * mult
+            if res in attn_resolutions:
+                blocks.append(b.Attn(c, num_heads))
+                block_names.append(f"down{level}_attn{i}")
+            down.append(b.nn.ModuleList(blocks))
+            names.append(block_names)
+            chans.append(c)
+        if level != len(ch_mult) - 1:
+            down.append(b.nn.ModuleList([b.DownConv(c, c, 3, stride=2)]))
+            names.append([f"down{level}_downsample"])
+            res //= 2
+            chans.append(c)
+    return down, names, chans, c, res
+
+
+def _up_path(ch: int, ch_mult: tuple, num_res_blocks: int, attn_resolutions: tuple, res: int, temb: int,
+             dropout: float, num_heads: int, chans: list[int], c: int) -> tuple[Any, list[list[str]], int]:
+    """The decoder: per level ``num_res_blocks + 1`` residual blocks on [h; skip] (+ attention), then nearest
+    upsampling + conv except at level 0. Returns (modules, their flax names, output channels)."""
+    b = _blocks()
+    up, names = b.nn.ModuleList(), []
+    for level in reversed(range(len(ch_mult))):
+        for i in range(num_res_blocks + 1):
+            skip = chans.pop()
+            blocks, block_names = [b.ResBlock(c + skip, ch * ch_mult[level], temb, dropout)], [f"up{level}_res{i}"]
+            c = ch * ch_mult[level]
+            if res in attn_resolutions:
+                blocks.append(b.Attn(c, num_heads))
+                block_names.append(f"up{level}_attn{i}")
+            up.append(b.nn.ModuleList(blocks))
+            names.append(block_names)
+        if level != 0:
+            up.append(b.nn.ModuleList([b.nn.Conv2d(c, c, 3, padding=1)]))
+            names.append([f"up{level}_upsample"])
+            res *= 2
+    return up, names, c
+
+
+@functools.lru_cache(maxsize=1)
+def _unet_class() -> Any:
+    """The twin of :class:`gm_jax.nn.unet.UNet` (NCHW), assembled from :func:`_down_path` and :func:`_up_path`."""
+    b = _blocks()
+    torch, F, nn = b.torch, b.F, b.nn
+
     class TorchUNet(nn.Module):
         def __init__(self, in_ch: int, res: int, ch: int, ch_mult: tuple, num_res_blocks: int,
                      attn_resolutions: tuple, dropout: float, num_classes: int, num_heads: int = 1,
@@ -94,50 +157,22 @@ def _modules() -> Any:
             self.temb0, self.temb1 = nn.Linear(ch, temb), nn.Linear(temb, temb)
             self.class_embed = nn.Embedding(num_classes + 1, temb) if num_classes > 0 else None
             self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
-            self.down, chans, c = nn.ModuleList(), [ch], ch
-            self.flax_names: dict[str, list[list[str]]] = {"down": [], "up": []}
-            for level, mult in enumerate(ch_mult):
-                for b in range(num_res_blocks):
-                    blocks, names = [ResBlock(c, ch * mult, temb, dropout)], [f"down{level}_res{b}"]
-                    c = ch * mult
-                    if res in attn_resolutions:
-                        blocks.append(Attn(c, num_heads))
-                        names.append(f"down{level}_attn{b}")
-                    self.down.append(nn.ModuleList(blocks))
-                    self.flax_names["down"].append(names)
-                    chans.append(c)
-                if level != len(ch_mult) - 1:
-                    self.down.append(nn.ModuleList([DownConv(c, c, 3, stride=2)]))
-                    self.flax_names["down"].append([f"down{level}_downsample"])
-                    res //= 2
-                    chans.append(c)
-            self.mid = nn.ModuleList([ResBlock(c, c, temb, dropout), Attn(c, num_heads),
-                                      ResBlock(c, c, temb, dropout)])
-            self.up = nn.ModuleList()
-            for level in reversed(range(len(ch_mult))):
-                for b in range(num_res_blocks + 1):
-                    skip = chans.pop()
-                    blocks, names = [ResBlock(c + skip, ch * ch_mult[level], temb, dropout)], [f"up{level}_res{b}"]
-                    c = ch * ch_mult[level]
-                    if res in attn_resolutions:
-                        blocks.append(Attn(c, num_heads))
-                        names.append(f"up{level}_attn{b}")
-                    self.up.append(nn.ModuleList(blocks))
-                    self.flax_names["up"].append(names)
-                if level != 0:
-                    self.up.append(nn.ModuleList([nn.Conv2d(c, c, 3, padding=1)]))
-                    self.flax_names["up"].append([f"up{level}_upsample"])
-                    res *= 2
-            self.norm_out = gn(c)
+            shape = (ch, ch_mult, num_res_blocks, attn_resolutions)
+            self.down, down_names, chans, c, res = _down_path(*shape, res, temb, dropout, num_heads)
+            self.mid = nn.ModuleList([b.ResBlock(c, c, temb, dropout), b.Attn(c, num_heads),
+                                      b.ResBlock(c, c, temb, dropout)])
+            self.up, up_names, c = _up_path(*shape, res, temb, dropout, num_heads, chans, c)
+            self.flax_names: dict[str, list[list[str]]] = {"down": down_names, "up": up_names}
+            self.norm_out = b.gn(c)
             self.conv_out = nn.Conv2d(c, out_channels or in_ch, 3, padding=1)
 
         def _run(self, blocks: Any, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
             for blk in blocks:
-                h = blk(h, temb) if isinstance(blk, ResBlock) else blk(h)
+                h = blk(h, temb) if isinstance(blk, b.ResBlock) else blk(h)
             return h
 
         def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
-            temb = self.temb1(F.silu(self.temb0(sinusoidal(t, self.ch))))
+            temb = self.temb1(F.silu(self.temb0(b.sinusoidal(t, self.ch))))
             if self.class_embed is not None:
                 if label is None:
                     label = torch.full((x.shape[0],), self.num_classes, dtype=torch.long)
@@ -149,13 +184,18 @@ def _modules() -> Any:
                 hs.append(h)
             h = self._run(self.mid, h, temb)
             for blocks in self.up:
-                if isinstance(blocks[0], ResBlock):
+                if isinstance(blocks[0], b.ResBlock):
                     h = self._run(blocks, torch.cat([h, hs.pop()], dim=1), temb)
                 else:  # upsample: nearest ×2, then conv
                     h = blocks[0](F.interpolate(h, scale_factor=2, mode="nearest"))
             return self.conv_out(F.silu(self.norm_out(h)))
 
-    return torch, TorchUNet
+    return TorchUNet
+
+
+def _modules() -> Any:
+    """(torch, the twin's U-Net class); imports torch on first use."""
+    return _blocks().torch, _unet_class()
 
 
 def load_flax_params(net: Any, params: Any) -> None:
@@ -256,28 +296,13 @@ def default_threads() -> int:
     return 1 if "xla_cpu_multi_thread_eigen=false" in flags else (os.cpu_count() or 1)
 
 
-def bench_torch_diffusion(config: Any, jax_params: int, batch_x: np.ndarray, batch_label: np.ndarray | None,
-                          num_classes: int, repeats: int = 3, min_total_s: float = 0.5, threads: int = 0
-                          ) -> dict[str, Any]:
-    """Images/s of the twin's training step (see the module docstring) on ``batch_x`` [B, H, W, C] in
-    [−1, 1] (NHWC, transposed once to NCHW outside the timed region) for the diffusion ``config``;
-    ``num_classes`` as the JAX family sees them (0: unconditional)."""
-    torch, _ = _modules()
+def _twin_train_step(torch: Any, net: Any, config: Any, batch_x: np.ndarray, batch_label: np.ndarray | None,
+                     ncls: int) -> Any:
+    """``step() -> loss`` of the twin: label dropout, t ~ U{0..T−1}, x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, ε-MSE
+    (Ho et al. 2020, Alg. 1), gradient clipping, Adam and the parameter EMA as in ``config.optim``."""
     from gm_jax.diffusion.schedules import discrete_schedule
-    from gm_jax.nn.unet import unet_config
 
     m, o = config.model, config.optim
-    require(m.network == "unet" and m.process == "discrete" and m.parametrization == "eps",
-            "the PyTorch twin covers the discrete-time ε-prediction U-Net DDPM only")
-    threads = threads or default_threads()
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    ncls = 0 if batch_label is None else int(num_classes)
-    kwargs = unet_config(m.unet, num_classes=ncls)
-    if m.dropout >= 0:
-        kwargs["dropout"] = float(m.dropout)
-    net = torch_unet(kwargs, tuple(batch_x.shape[1:]), jax_params)
-    net.train()
     params = list(net.parameters())
     opt = torch.optim.Adam(params, lr=float(o.learning_rate), betas=(float(o.get("b1", 0.9)),
                                                                      float(o.get("b2", 0.999))))
@@ -308,6 +333,12 @@ def bench_torch_diffusion(config: Any, jax_params: int, batch_x: np.ndarray, bat
                 torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
         return float(loss.detach())
 
+    return step
+
+
+def _time_steps(step: Any, repeats: int, min_total_s: float) -> tuple[float, list[float], list[float]]:
+    """(loss of a warm-up call, wall times, process CPU times) of at least ``repeats`` calls of ``step``,
+    more (up to 200) until ``min_total_s`` seconds were timed."""
     first = step()  # warm-up (allocations, oneDNN primitive selection)
     times, cpu = [], []
     while len(times) < repeats or (sum(times) < min_total_s and len(times) < 200):
@@ -315,7 +346,34 @@ def bench_torch_diffusion(config: Any, jax_params: int, batch_x: np.ndarray, bat
         step()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    return first, times, cpu
+
+
+def bench_torch_diffusion(config: Any, jax_params: int, batch_x: np.ndarray, batch_label: np.ndarray | None,
+                          num_classes: int, repeats: int = 3, min_total_s: float = 0.5, threads: int = 0
+                          ) -> dict[str, Any]:
+    """Images/s of the twin's training step (see the module docstring) on ``batch_x`` [B, H, W, C] in
+    [−1, 1] (NHWC, transposed once to NCHW outside the timed region) for the diffusion ``config``;
+    ``num_classes`` as the JAX family sees them (0: unconditional)."""
+    torch, _ = _modules()
+    from gm_jax.nn.unet import unet_config
+
+    m = config.model
+    require(m.network == "unet" and m.process == "discrete" and m.parametrization == "eps",
+            "the PyTorch twin covers the discrete-time ε-prediction U-Net DDPM only")
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    ncls = 0 if batch_label is None else int(num_classes)
+    kwargs = unet_config(m.unet, num_classes=ncls)
+    if m.dropout >= 0:
+        kwargs["dropout"] = float(m.dropout)
+    net = torch_unet(kwargs, tuple(batch_x.shape[1:]), jax_params)
+    net.train()
+    first, times, cpu = _time_steps(_twin_train_step(torch, net, config, batch_x, batch_label, ncls), repeats,
+                                    min_total_s)
     med, cmed = statistics.median(times), statistics.median(cpu)
+    b = int(batch_x.shape[0])
     return {"config": "pytorch", "status": "ok", "family": "diffusion (PyTorch twin)", "batch": b,
             "steps_per_call": 1, "devices": 1, "dtype": "float32", "torch_version": torch.__version__,
             "torch_threads": threads, "num_params": count_params_torch(net), "num_params_jax": jax_params,

@@ -66,7 +66,8 @@ def measure_step(config: Any, steps_per_call: int = 1, num_devices: int = 1, rep
     """Compile time and steady-state throughput of the family's training step for ``config``, with
     ``steps_per_call`` steps fused per compiled call, data-parallel over the first ``num_devices`` devices.
     Also returns the losses of the first two calls from the initial state (for the scaling check)."""
-    from gm_jax.train.loop import init_state, make_train_step
+    from gm_jax.train.loop import make_train_step
+    from gm_jax.train.workdir import init_state
 
     family, pipeline, mesh = _setup(config, num_devices)
     batch = _batches(pipeline, mesh, steps_per_call)

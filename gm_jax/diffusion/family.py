@@ -7,11 +7,20 @@ Images are mapped from ``spec.value_range`` to [−1, 1] for the model and back 
 vectors (toy data) are used as they are. With labelled data and ``model.class_conditional`` the network
 gets the label, replaced by the null label with probability ``model.label_dropout`` during training, so
 that sampling can use classifier-free guidance (Ho & Salimans 2022).
+
+Sampling options are data: :data:`SAMPLE_OPTIONS` (the sampler, chosen from the registry of
+:mod:`gm_jax.diffusion.samplers`, steps, guidance, label and every registered sampler's own options); a built
+family declares the exact set of its config (steps <= the grid length, label only when class-conditional,
+defaults from ``config.model``, e.g. ``model.pc_snr`` for ``snr``). The factory :func:`make_family` only binds
+the module's pure functions (loss, train step, sample chain, evaluation) to one :class:`Setup`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -19,18 +28,29 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gm_jax.core import Batch, DataSpec, Family, Metrics, PyTree, TrainState, apply_gradients
-from gm_jax.core.errors import check_choice, require
+from gm_jax.core import Batch, DataSpec, Family, FamilyInputs, Metrics, PyTree, TrainState, apply_gradients
+from gm_jax.core.errors import ConfigError, check_choice, require
 from gm_jax.core.optim import make_optimizer
+from gm_jax.core.options import Option, check_options
 from gm_jax.diffusion import losses
 from gm_jax.diffusion.networks import TimeConditionedMLP
 from gm_jax.diffusion.parametrization import PARAMETRIZATIONS, from_x0, make_denoiser, network_x0
-from gm_jax.diffusion.samplers import check_sampler_args, get_sampler, prior_sample
+from gm_jax.diffusion.samplers import SamplerSpec, all_sampler_options, get_sampler, prior_sample, sampler_names
 from gm_jax.diffusion.schedules import DiscreteSchedule, discrete_schedule, make_grid, make_sde
 from gm_jax.nn.precision import compute_dtype
 from gm_jax.nn.unet import UNet, unet_config
 
 PROCESSES = ("discrete", "vp", "subvp", "ve", "edm")
+
+# Sampling options: the family's own, then every registered sampler's (the CLI builds its flags from these).
+SAMPLER = Option("sampler", "str", "diffusion sampler", "ddim", choices=sampler_names())
+STEPS = Option("steps", "int", "sampler grid steps (<= the schedule's length)", 50, low=1)
+GUIDANCE = Option("guidance", "float", "classifier-free guidance scale w (1: conditional only)", 1.0, low=0.0)
+LABEL = Option("label", "int", "class of every sample (class-conditional models; none: unconditional)", low=0)
+SAMPLE_OPTIONS: tuple[Option, ...] = (SAMPLER, STEPS, GUIDANCE, LABEL) + all_sampler_options()
+# Sampler options whose default is a field of config.model.
+SAMPLER_DEFAULT_FIELDS = {"eta": "eta", "snr": "pc_snr", "n_corrector": "pc_corrector_steps",
+                          "step_lr": "langevin_step_lr", "n_inner": "langevin_steps"}
 
 
 def model_defaults() -> ml_collections.ConfigDict:
@@ -52,7 +72,7 @@ def model_defaults() -> ml_collections.ConfigDict:
     c.ve_sigma_min = 0.01           # VE SDE σ_min, σ_max (Song et al. 2021, eq. 9); σ_max ≈ the largest
     c.ve_sigma_max = 50.0           #   distance between training points (Song & Ermon 2020, technique 1)
     c.t_min = 1e-3                  # continuous processes: training times t ~ U(t_min, T)
-    c.sampler = "ddim"              # see gm_jax.diffusion.samplers.SAMPLERS
+    c.sampler = "ddim"              # a name of gm_jax.diffusion.samplers.sampler_names()
     c.grid = ""                     # 'discrete' | 'uniform' | 'edm'; '' picks by process
     c.sample_steps = 50
     c.max_sample_steps = 1000       # static grid length: steps up to this never recompile
@@ -95,175 +115,285 @@ def build_network(m: Any, spec: DataSpec, num_classes: int) -> Any:
     return UNet(**kwargs)
 
 
-def make_family(config: ml_collections.ConfigDict, spec: DataSpec) -> Family:
-    """Diffusion family from ``config.model`` (see :func:`model_defaults`) and ``config.optim``."""
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """The static configuration every function of the family closes over (built once by :func:`build_setup`).
+
+    kind: the parametrization; process: the discrete schedule or the SDE; time_scale: network time per unit
+    of process time; (lo, hi): the data's value range; scale_data: images are mapped to [−1, 1];
+    max_steps: the static grid length of sampling; grid_name: the sampling grid."""
+
+    m: Any
+    spec: DataSpec
+    num_classes: int
+    net_module: Any
+    tx: Any
+    ema_decay: float
+    kind: str
+    discrete: bool
+    process: Any
+    time_scale: float
+    lo: float
+    hi: float
+    scale_data: bool
+    num_dims: int
+    max_steps: int
+    grid_name: str
+    sigma_data: float
+    clip_denoised: bool
+
+
+def build_setup(config: ml_collections.ConfigDict, spec: DataSpec) -> Setup:
+    """Validate ``config.model`` against ``spec`` and fix every static choice of the family."""
     m = config.model
     _validate(m, spec)
     num_classes = spec.num_classes if m.class_conditional else 0
-    net_module = build_network(m, spec, num_classes)
-    tx = make_optimizer(config.optim)
-    ema_decay = float(config.optim.get("ema_decay", 0.0))
-    kind = m.parametrization
-    discrete = m.process == "discrete"
+    kind, discrete = m.parametrization, m.process == "discrete"
     ve_range = ({"sigma_min": float(m.get("ve_sigma_min", 0.01)), "sigma_max": float(m.get("ve_sigma_max", 50.0))}
                 if m.process == "ve" else {})
     process: DiscreteSchedule | Any = (discrete_schedule(m.beta_schedule, int(m.num_timesteps)) if discrete
                                        else make_sde(m.process, **ve_range))
-    time_scale = 1.0 if discrete or kind == "edm" else 999.0
-    lo, hi = (float(v) for v in spec.value_range)
-    scale_data = spec.is_image
-    num_dims = math.prod(spec.shape)
     max_steps = int(m.max_sample_steps)
     if discrete:
         max_steps = min(max_steps, process.num_steps)
-    grid_name = m.grid or ("discrete" if discrete else "edm" if m.process == "edm" else "uniform")
-    sigma_data = float(m.sigma_data)
-    clip_denoised = scale_data and bool(m.clip_denoised)
+    lo, hi = (float(v) for v in spec.value_range)
+    return Setup(
+        m=m, spec=spec, num_classes=num_classes, net_module=build_network(m, spec, num_classes),
+        tx=make_optimizer(config.optim), ema_decay=float(config.optim.get("ema_decay", 0.0)), kind=kind,
+        discrete=discrete, process=process, time_scale=1.0 if discrete or kind == "edm" else 999.0, lo=lo, hi=hi,
+        scale_data=spec.is_image, num_dims=math.prod(spec.shape), max_steps=max_steps,
+        grid_name=m.grid or ("discrete" if discrete else "edm" if m.process == "edm" else "uniform"),
+        sigma_data=float(m.sigma_data), clip_denoised=spec.is_image and bool(m.clip_denoised))
 
-    def to_model(x: jax.Array) -> jax.Array:
-        x = jnp.asarray(x, jnp.float32)
-        return 2.0 * (x - lo) / (hi - lo) - 1.0 if scale_data else x
 
-    def from_model(x: jax.Array) -> jax.Array:
-        return jnp.clip((x + 1.0) * 0.5 * (hi - lo) + lo, lo, hi) if scale_data else x
+def to_model(s: Setup, x: jax.Array) -> jax.Array:
+    """Data → model space: images from ``spec.value_range`` to [−1, 1]; vectors unchanged."""
+    x = jnp.asarray(x, jnp.float32)
+    return 2.0 * (x - s.lo) / (s.hi - s.lo) - 1.0 if s.scale_data else x
 
-    def network(params: PyTree, train: bool = False, key: jax.Array | None = None):
-        rngs = {"dropout": key} if key is not None else {}
-        return lambda x, t, label: net_module.apply({"params": params}, x, t, label, train, rngs=rngs)
 
-    def init(key: jax.Array, example_batch: Batch) -> TrainState:
-        x = to_model(example_batch["x"])
-        label = jnp.zeros((x.shape[0],), jnp.int32) if num_classes else None
-        params = net_module.init(key, x, jnp.zeros((x.shape[0],)), label)["params"]
-        return TrainState.create(key, params, tx, use_ema=ema_decay > 0)
+def from_model(s: Setup, x: jax.Array) -> jax.Array:
+    """Model space → data (images clipped to ``spec.value_range``)."""
+    return jnp.clip((x + 1.0) * 0.5 * (s.hi - s.lo) + s.lo, s.lo, s.hi) if s.scale_data else x
 
-    def draw_level(key: jax.Array, b: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """(network time t, α, σ) per example for training."""
-        if discrete:
-            idx = jax.random.randint(key, (b,), 0, process.num_steps)
-            alpha, sigma = process.alpha_sigma(idx)
-            return idx.astype(jnp.float32), alpha, sigma
-        if m.process == "edm":
-            sigma = losses.sample_training_sigma(key, b)
-            return sigma, jnp.ones_like(sigma), sigma
-        t = jax.random.uniform(key, (b,), minval=float(m.t_min), maxval=process.T)
-        alpha, sigma = process.alpha_sigma(t)
-        return t, alpha, sigma
 
-    def denoising_loss(params: PyTree, x0: jax.Array, label: jax.Array | None, key: jax.Array,
-                       train: bool) -> jax.Array:
-        k_t, k_n, k_d = jax.random.split(key, 3)
-        b = x0.shape[0]
-        t, alpha, sigma = draw_level(k_t, b)
-        noise = jax.random.normal(k_n, x0.shape)
-        shape = (b,) + (1,) * (x0.ndim - 1)
-        a, s = alpha.reshape(shape), sigma.reshape(shape)
-        x_t = a * x0 + s * noise
-        net = network(params, train, k_d if train else None)
-        if kind == "edm":
-            d = network_x0("edm", net, x_t, t, a, s, label, time_scale, sigma_data)
-            return losses.edm_loss(d, x0, sigma / alpha, sigma_data)
-        out = net(x_t, time_scale * t, label)
-        if kind == "eps":
-            return losses.eps_mse(out, noise)
-        if kind == "score":
-            return losses.denoising_score_matching(out, noise, sigma)
-        return losses.prediction_mse(out, from_x0(kind, x0, x_t, a, s))
+def network_fn(s: Setup, params: PyTree, train: bool = False, key: jax.Array | None = None) -> Callable:
+    """``(x, t, label) -> output`` of the network with ``params`` (dropout keyed by ``key`` in training)."""
+    rngs = {"dropout": key} if key is not None else {}
+    return lambda x, t, label: s.net_module.apply({"params": params}, x, t, label, train, rngs=rngs)
 
-    def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
-        k_drop, k_loss = jax.random.split(key)
-        x0 = to_model(batch["x"])
-        label = None
-        if num_classes:
-            label = jnp.asarray(batch["label"], jnp.int32)
-            drop = jax.random.bernoulli(k_drop, float(m.label_dropout), label.shape)
-            label = jnp.where(drop, num_classes, label)
 
-        def loss_fn(params: PyTree) -> jax.Array:
-            return jnp.mean(denoising_loss(params, x0, label, k_loss, True))
+def init(s: Setup, key: jax.Array, example_batch: Batch) -> TrainState:
+    x = to_model(s, example_batch["x"])
+    label = jnp.zeros((x.shape[0],), jnp.int32) if s.num_classes else None
+    params = s.net_module.init(key, x, jnp.zeros((x.shape[0],)), label)["params"]
+    return TrainState.create(key, params, s.tx, use_ema=s.ema_decay > 0)
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        return apply_gradients(state, tx, grads, ema_decay), {"loss": loss}
 
-    extra_args = {
-        "ddim": lambda eta: {"eta": eta},
-        "pc": lambda eta: {"snr": jnp.float32(m.pc_snr), "n_corrector": jnp.int32(m.pc_corrector_steps)},
-        "annealed_langevin": lambda eta: {"step_lr": jnp.float32(m.langevin_step_lr),
-                                          "n_inner": jnp.int32(m.langevin_steps)},
-    }
-    compiled: dict[tuple, Any] = {}
+def draw_level(s: Setup, key: jax.Array, b: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(network time t, α, σ) per example for training: t ~ U{0..T−1} (Ho et al. 2020, Alg. 1), EDM's
+    log-normal σ (Karras et al. 2022, Sec. 5) or t ~ U(t_min, T) (Song et al. 2021, eq. 7)."""
+    if s.discrete:
+        idx = jax.random.randint(key, (b,), 0, s.process.num_steps)
+        alpha, sigma = s.process.alpha_sigma(idx)
+        return idx.astype(jnp.float32), alpha, sigma
+    if s.m.process == "edm":
+        sigma = losses.sample_training_sigma(key, b)
+        return sigma, jnp.ones_like(sigma), sigma
+    t = jax.random.uniform(key, (b,), minval=float(s.m.t_min), maxval=s.process.T)
+    alpha, sigma = s.process.alpha_sigma(t)
+    return t, alpha, sigma
 
-    def sample_fn(sampler: str, num: int, conditional: bool):
-        def run(params, key, steps, eta, guidance, label, first_index):
-            grid = make_grid(grid_name, process, steps, max_steps)
-            net = network(params)
-            if conditional:
-                denoiser = make_denoiser(kind, net, label, guidance, num_classes, time_scale, sigma_data)
-            else:
-                null = jnp.full((num,), num_classes, jnp.int32) if num_classes else None
-                denoiser = make_denoiser(kind, net, null, 1.0, None, time_scale, sigma_data)
-            if clip_denoised:
-                unclipped = denoiser
-                denoiser = lambda x, t, a, s_: jnp.clip(unclipped(x, t, a, s_), -1.0, 1.0)
-            k_prior, k_chain = jax.random.split(key)
-            x_T = prior_sample(k_prior, grid, (num,) + tuple(spec.shape), first_index)
-            kwargs = extra_args.get(sampler, lambda e: {})(eta)
-            x, info = get_sampler(sampler)(denoiser, k_chain, x_T, grid, first_index=first_index, **kwargs)
-            return from_model(x), info
 
-        return jax.jit(run)
+def denoising_loss(s: Setup, params: PyTree, x0: jax.Array, label: jax.Array | None, key: jax.Array,
+                   train: bool) -> jax.Array:
+    """Per-example training objective at x_t = α x_0 + σ ε: ε-MSE (Ho et al. 2020, eq. 14), denoising score
+    matching (Vincent 2011; Song et al. 2021, eq. 7), EDM's weighted loss (Karras et al. 2022, eq. 8) or
+    the MSE of the x_0 / v prediction (Salimans & Ho 2022)."""
+    k_t, k_n, k_d = jax.random.split(key, 3)
+    b = x0.shape[0]
+    t, alpha, sigma = draw_level(s, k_t, b)
+    noise = jax.random.normal(k_n, x0.shape)
+    shape = (b,) + (1,) * (x0.ndim - 1)
+    a, sg = alpha.reshape(shape), sigma.reshape(shape)
+    x_t = a * x0 + sg * noise
+    net = network_fn(s, params, train, k_d if train else None)
+    if s.kind == "edm":
+        d = network_x0("edm", net, x_t, t, a, sg, label, s.time_scale, s.sigma_data)
+        return losses.edm_loss(d, x0, sigma / alpha, s.sigma_data)
+    out = net(x_t, s.time_scale * t, label)
+    if s.kind == "eps":
+        return losses.eps_mse(out, noise)
+    if s.kind == "score":
+        return losses.denoising_score_matching(out, noise, sigma)
+    return losses.prediction_mse(out, from_x0(s.kind, x0, x_t, a, sg))
 
-    def sample(params: PyTree, key: jax.Array, num: int, sampler: str | None = None, steps: int | None = None,
-               eta: float | None = None, guidance: float | None = None, label: Any = None,
-               first_index: int = 0) -> tuple[jax.Array, dict[str, Any]]:
-        """``num`` samples in ``spec.value_range`` and ``{"nfe": ...}``. ``steps``, ``eta``, ``guidance`` and
-        ``label`` are runtime arrays (no recompilation); ``label`` (int or [num]) needs labelled data.
-        Sample i uses the keys of index ``first_index + i``."""
-        sampler = sampler or m.sampler
-        steps = int(m.sample_steps if steps is None else steps)
-        eta = float(m.eta if eta is None else eta)
-        guidance = float(m.guidance if guidance is None else guidance)
-        check_sampler_args(sampler, steps, max_steps, eta, guidance)
-        require(int(num) >= 1, f"num must be >= 1, got {num}")
-        conditional = label is not None
-        if conditional:  # host-side checks with numpy (no device work, nothing to compile)
-            require(num_classes > 0, "label given but the model is unconditional; drop label")
-            label = np.broadcast_to(np.asarray(label, np.int32), (num,))
-            require(bool(np.all((label >= 0) & (label < num_classes))),
-                    f"label must be in [0, {num_classes}), got values {sorted(set(label.tolist()))}")
-        else:
-            label = np.zeros((num,), np.int32)
-        cache_key = (sampler, int(num), conditional)
-        if cache_key not in compiled:
-            compiled[cache_key] = sample_fn(*cache_key)
-        x, info = compiled[cache_key](params, key, np.int32(steps), np.float32(eta), np.float32(guidance),
-                                      label, np.int32(first_index))
-        return x, {"nfe": int(info["nfe"])}
 
-    def x0_fn(params: PyTree, label: jax.Array | None):
-        net = network(params)
-        return lambda x_t, i, alpha, sigma: network_x0(kind, net, x_t, i.astype(jnp.float32), alpha, sigma, label,
-                                                       time_scale, sigma_data)
+def train_step(s: Setup, state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
+    """One optimizer step on the mean loss; labels replaced by the null label with probability
+    ``model.label_dropout`` (classifier-free guidance training, Ho & Salimans 2022)."""
+    k_drop, k_loss = jax.random.split(key)
+    x0 = to_model(s, batch["x"])
+    label = None
+    if s.num_classes:
+        label = jnp.asarray(batch["label"], jnp.int32)
+        drop = jax.random.bernoulli(k_drop, float(s.m.label_dropout), label.shape)
+        label = jnp.where(drop, s.num_classes, label)
 
-    @jax.jit
-    def evaluate(params: PyTree, batch: Batch, key: jax.Array) -> Metrics:
-        """``loss`` (the training objective, no dropout); for the discrete process also the variational
-        bound (Ho et al. 2020, eq. 5) as ``nll`` (nats/example) and ``bits_per_dim`` — discretized decoder
-        on quantized data (``spec.levels``), continuous Gaussian decoder otherwise."""
-        x0 = to_model(batch["x"])
-        label = jnp.asarray(batch["label"], jnp.int32) if num_classes else None
-        k_loss, k_vlb = jax.random.split(key)
-        out = {"loss": jnp.mean(denoising_loss(params, x0, label, k_loss, False))}
-        if discrete:
-            levels = int(spec.levels) if scale_data else 0
-            num_t = int(m.eval_num_t) or None
-            nats = losses.vlb(process, k_vlb, x0, x0_fn(params, label), num_t, levels=levels)
-            if scale_data and levels:
-                bpd = losses.bits_per_dim(nats, num_dims)
-            else:  # continuous density of the data in its own units (images: rescaled from [−1, 1])
-                nats = nats + (num_dims * jnp.log((hi - lo) / 2.0) if scale_data else 0.0)
-                bpd = losses.bits_per_dim(nats, num_dims)
-            out.update(nll=jnp.mean(nats), bits_per_dim=jnp.mean(bpd))
-        return out
+    def loss_fn(params: PyTree) -> jax.Array:
+        return jnp.mean(denoising_loss(s, params, x0, label, k_loss, True))
 
-    return Family(name="diffusion", init=init, train_step=train_step, sample=sample, evaluate=evaluate)
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return apply_gradients(state, s.tx, grads, s.ema_decay), {"loss": loss}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------------------
+
+
+def narrowed_sampler_options(m: Any, options: tuple[Option, ...]) -> tuple[Option, ...]:
+    """``options`` with the defaults that ``config.model`` sets (:data:`SAMPLER_DEFAULT_FIELDS`)."""
+    out = []
+    for o in options:
+        field = SAMPLER_DEFAULT_FIELDS.get(o.name)
+        out.append(o.narrowed(default=type(o.default)(m.get(field, o.default))) if field else o)
+    return tuple(out)
+
+
+def configured_sampler(m: Any, name: str) -> SamplerSpec:
+    """The registered sampler ``name`` with its defaults narrowed to ``config.model``."""
+    spec = get_sampler(name)
+    return dataclasses.replace(spec, options=narrowed_sampler_options(m, spec.options))
+
+
+def sample_options(s: Setup) -> tuple[Option, ...]:
+    """The exact sampling options of this config: steps <= the grid length, label only when class-conditional,
+    every default from ``config.model``."""
+    m = s.m
+    own = [SAMPLER.narrowed(default=m.sampler, choices=sampler_names()),
+           STEPS.narrowed(default=int(m.sample_steps), high=s.max_steps),
+           GUIDANCE.narrowed(default=float(m.guidance))]
+    if s.num_classes:
+        own.append(LABEL.narrowed(high=s.num_classes - 1))
+    return tuple(own) + narrowed_sampler_options(m, all_sampler_options())
+
+
+def sampling_denoiser(s: Setup, params: PyTree, label: jax.Array | None, guidance: jax.Array, num: int):
+    """x̂_0 of the network: guided by ``label`` (classifier-free guidance scale ``guidance``), or with the
+    null label when ``label`` is None; clipped to [−1, 1] for images when ``model.clip_denoised``."""
+    net = network_fn(s, params)
+    if label is not None:
+        denoiser = make_denoiser(s.kind, net, label, guidance, s.num_classes, s.time_scale, s.sigma_data)
+    else:
+        null = jnp.full((num,), s.num_classes, jnp.int32) if s.num_classes else None
+        denoiser = make_denoiser(s.kind, net, null, 1.0, None, s.time_scale, s.sigma_data)
+    if not s.clip_denoised:
+        return denoiser
+    return lambda x, t, a, s_: jnp.clip(denoiser(x, t, a, s_), -1.0, 1.0)
+
+
+def sample_chain(s: Setup, sampler: SamplerSpec, num: int, conditional: bool, static: Mapping[str, Any]
+                 ) -> Callable:
+    """``run(params, key, steps, guidance, label, first_index, arrays) -> (x, info)``: prior draw and the
+    sampler's chain (to be jitted; ``static`` are its code-selecting options, ``arrays`` the numeric ones)."""
+
+    def run(params, key, steps, guidance, label, first_index, arrays):
+        grid = make_grid(s.grid_name, s.process, steps, s.max_steps)
+        denoiser = sampling_denoiser(s, params, label if conditional else None, guidance, num)
+        k_prior, k_chain = jax.random.split(key)
+        x_T = prior_sample(k_prior, grid, (num,) + tuple(s.spec.shape), first_index)
+        x, info = sampler(denoiser, k_chain, x_T, grid, first_index, **static, **arrays)
+        return from_model(s, x), info
+
+    return run
+
+
+def _host_label(s: Setup, label: Any, num: int) -> np.ndarray | None:
+    if label is None:
+        return None
+    require(s.num_classes > 0, "label given but the model is unconditional; drop label")
+    label = np.broadcast_to(np.asarray(label, np.int32), (num,))
+    require(bool(np.all((label >= 0) & (label < s.num_classes))),
+            f"label must be in [0, {s.num_classes}), got values {sorted(set(label.tolist()))}")
+    return label
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def sample(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, first_index: int = 0,
+           **options: Any) -> tuple[jax.Array, dict[str, Any]]:
+    """``num`` samples in ``spec.value_range`` and ``{"nfe": ...}``. ``options``: the declared sampling
+    options (``None``: not given; defaults from ``config.model``); an option of another sampler is refused
+    naming the samplers that take it. Numbers are runtime arrays (no recompilation); ``label`` (int or
+    [num]) needs a class-conditional model. Sample i uses the keys of index ``first_index + i``.
+    ``compiled``: the family's cache of jitted chains."""
+    given = {k: v for k, v in options.items() if v is not None}
+    label = _host_label(s, given.pop("label", None), int(num))
+    require(int(num) >= 1, f"num must be >= 1, got {num}")
+    sampler = configured_sampler(s.m, str(given.pop("sampler", s.m.sampler)))
+    declared = sample_options(s)
+    own = {o.name: o for o in declared}
+    if _int_or_none(given.get("steps")) is not None and _int_or_none(given["steps"]) > s.max_steps:
+        raise ConfigError(f"--steps must be <= {s.max_steps} (the schedule length / model.max_sample_steps), "
+                          f"got {given['steps']}")
+    given = check_options(given, declared, "family 'diffusion'")
+    steps = own["steps"].check(given.pop("steps", own["steps"].default))  # the config's defaults checked too
+    guidance = own["guidance"].check(given.pop("guidance", own["guidance"].default))
+    opts = sampler.check(given)
+    kinds = {o.name: o.kind for o in sampler.options}
+    static = {k: v for k, v in opts.items() if kinds[k] == "str"}
+    arrays = {k: (np.float32(v) if kinds[k] == "float" else np.int32(v)) for k, v in opts.items() if k not in static}
+    cache_key = (sampler.name, int(num), label is not None, tuple(sorted(static.items())))
+    if cache_key not in compiled:
+        compiled[cache_key] = jax.jit(sample_chain(s, sampler, int(num), label is not None, static))
+    label = np.zeros((num,), np.int32) if label is None else label
+    x, info = compiled[cache_key](params, key, np.int32(steps), np.float32(guidance), label, np.int32(first_index),
+                                  arrays)
+    return x, {"nfe": int(info["nfe"])}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------------
+
+
+def x0_fn(s: Setup, params: PyTree, label: jax.Array | None) -> Callable:
+    """``(x_t, index, α, σ) -> x̂_0`` of the network (for the variational bound)."""
+    net = network_fn(s, params)
+    return lambda x_t, i, alpha, sigma: network_x0(s.kind, net, x_t, i.astype(jnp.float32), alpha, sigma, label,
+                                                   s.time_scale, s.sigma_data)
+
+
+def evaluate(s: Setup, params: PyTree, batch: Batch, key: jax.Array) -> Metrics:
+    """``loss`` (the training objective, no dropout); for the discrete process also the variational
+    bound (Ho et al. 2020, eq. 5) as ``nll`` (nats/example) and ``bits_per_dim`` — discretized decoder
+    on quantized data (``spec.levels``), continuous Gaussian decoder otherwise."""
+    x0 = to_model(s, batch["x"])
+    label = jnp.asarray(batch["label"], jnp.int32) if s.num_classes else None
+    k_loss, k_vlb = jax.random.split(key)
+    out = {"loss": jnp.mean(denoising_loss(s, params, x0, label, k_loss, False))}
+    if s.discrete:
+        levels = int(s.spec.levels) if s.scale_data else 0
+        num_t = int(s.m.eval_num_t) or None
+        nats = losses.vlb(s.process, k_vlb, x0, x0_fn(s, params, label), num_t, levels=levels)
+        if not (s.scale_data and levels):  # continuous density of the data in its own units (images: from [−1, 1])
+            nats = nats + (s.num_dims * jnp.log((s.hi - s.lo) / 2.0) if s.scale_data else 0.0)
+        out.update(nll=jnp.mean(nats), bits_per_dim=jnp.mean(losses.bits_per_dim(nats, s.num_dims)))
+    return out
+
+
+def make_family(config: ml_collections.ConfigDict, spec: DataSpec, inputs: FamilyInputs = FamilyInputs()
+                ) -> Family:
+    """Diffusion family from ``config.model`` (see :func:`model_defaults`) and ``config.optim``: the module's
+    pure functions bound to one :class:`Setup`. ``inputs`` is unused (the family needs no upstream run)."""
+    del inputs
+    s = build_setup(config, spec)
+    return Family(name="diffusion", init=functools.partial(init, s), train_step=functools.partial(train_step, s),
+                  sample=functools.partial(sample, s, {}), evaluate=jax.jit(functools.partial(evaluate, s)),
+                  sample_options=sample_options(s), conditioning=("label",) if s.num_classes else ())

@@ -1,26 +1,37 @@
-"""Samplers: pure functions ``(denoiser, key, x_T, grid, **arrays) -> (x_0, info)``.
+"""Samplers as data: a typed registry of chains ``(denoiser, key, x_T, grid, first_index, **options) -> Chain``.
 
 * ``denoiser(x, t, alpha, sigma) -> x̂_0`` (see :mod:`gm_jax.diffusion.parametrization`); ε̂ and the score
   follow from x̂_0 in closed form, so one network interface serves every sampler.
+* A sampler is one *chain builder* plus one :class:`SamplerSpec` passed to :func:`register_sampler` (the
+  pattern of score_sde's ``register_predictor``). The builder returns a :class:`Chain`: the carry
+  ``(x, nfe, extra)`` before grid step 0 and the pure step ``(carry, k) -> carry``. :func:`run_chain` runs it
+  as one ``lax.scan`` over the grid's static length whose unused steps are skipped by ``lax.cond``, so
+  changing the number of steps, η, the SNR or guidance never recompiles; the bench drives the very same
+  step from Python (one compiled call per step).
+* The spec declares the sampler's run-time options (:class:`gm_jax.core.Option`: name, range, default),
+  whether it is deterministic, and its NFE for N steps. Options of kind 'str' select code (static);
+  numbers are arrays.
 * ``grid`` is a padded :class:`~gm_jax.diffusion.schedules.Grid` of static length; ``grid.n_steps`` (an
-  array) says how many steps run. The chain is one ``lax.scan`` over the static length whose unused steps
-  are skipped by ``lax.cond``, so changing the number of steps, η, the SNR or guidance never recompiles.
-* ``info["nfe"]`` counts the denoiser calls actually made.
+  array) says how many steps run. ``info["nfe"]`` counts the denoiser calls actually made.
 * Noise of step k for example i is drawn from ``fold_in(fold_in(key, k), first_index + i)``, so a sample
   does not depend on the batch it is drawn in. The step into the clean end of the grid adds no noise.
+* The predictor–corrector sampler's predictors and correctors are registered the same way
+  (:func:`register_predictor`, :func:`register_corrector`).
 * Nothing here jits or pmaps; the caller does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gm_jax.core.errors import check_choice, require
+from gm_jax.core.errors import ConfigError, check_choice
+from gm_jax.core.options import Option, merge_options
 from gm_jax.core.rng import per_example_normal
 from gm_jax.diffusion.parametrization import Denoiser, x0_to_eps, x0_to_score
 from gm_jax.diffusion.schedules import Grid, posterior_mean_variance, transition_alpha_sigma
@@ -28,7 +39,31 @@ from gm_jax.diffusion.schedules import Grid, posterior_mean_variance, transition
 Info = dict[str, jax.Array]
 
 
-def _noise(key: jax.Array, k: jax.Array, x: jax.Array, first_index: jax.Array, inner: jax.Array | int = 0
+class Chain(NamedTuple):
+    """A sampler's chain: ``init`` = ``(x_T, nfe = 0, extra)`` and ``step(carry, k) -> carry`` for grid step k
+    (from point k to point k + 1). ``extra`` is whatever else the sampler carries (e.g. the previous x̂_0)."""
+
+    init: tuple[jax.Array, jax.Array, Any]
+    step: Callable[[Any, jax.Array], Any]
+
+
+def start(x: jax.Array, extra: Any = ()) -> tuple[jax.Array, jax.Array, Any]:
+    """The initial carry ``(x, 0, extra)`` of a chain."""
+    return x, jnp.zeros((), jnp.int32), extra
+
+
+def run_chain(chain: Chain, grid: Grid) -> tuple[jax.Array, Info]:
+    """Run ``chain.step(carry, k)`` for k < grid.n_steps inside one scan over the static grid length;
+    returns (x, {"nfe": ...})."""
+
+    def body(c, k):
+        return lax.cond(k < grid.n_steps, chain.step, lambda c_, k_: c_, c, k), None
+
+    (x, nfe, _), _ = lax.scan(body, chain.init, jnp.arange(grid.max_steps))
+    return x, {"nfe": nfe}
+
+
+def _noise(key: jax.Array, k: jax.Array, x: jax.Array, first_index: jax.Array | int, inner: jax.Array | int = 0
            ) -> jax.Array:
     step = jax.random.fold_in(jax.random.fold_in(key, k), inner)
     return per_example_normal(step, first_index, x.shape, x.dtype)
@@ -38,20 +73,152 @@ def _at(grid: Grid, k: jax.Array) -> tuple[jax.Array, ...]:
     return grid.t[k], grid.alpha[k], grid.sigma[k]
 
 
-def _chain(step: Callable[[Any, jax.Array], Any], carry: Any, grid: Grid) -> Any:
-    """Run ``step(carry, k)`` for k < grid.n_steps inside one scan over the static grid length."""
-
-    def body(c, k):
-        return lax.cond(k < grid.n_steps, step, lambda c_, k_: c_, c, k), None
-
-    carry, _ = lax.scan(body, carry, jnp.arange(grid.max_steps))
-    return carry
-
-
 def prior_sample(key: jax.Array, grid: Grid, shape: tuple[int, ...], first_index: jax.Array | int = 0
                  ) -> jax.Array:
     """x_T ~ N(0, σ_0² I) at the first grid point (σ_0 ≈ 1 for VP, σ_max for VE), per-example keyed."""
     return grid.sigma[0] * per_example_normal(key, first_index, shape)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The registries
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _steps_nfe(steps: int, options: Mapping[str, Any]) -> int:
+    del options
+    return int(steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """One registered sampler.
+
+    chain: ``(denoiser, key, x_T, grid, first_index, **options) -> Chain``; options: its run-time options
+    (beyond the grid and the guidance of the denoiser), with ranges and defaults; deterministic: the key is
+    unused; nfe: ``(steps, options with defaults filled) -> denoiser calls`` for ``steps`` grid steps.
+    Calling the spec runs the chain."""
+
+    name: str
+    chain: Callable[..., Chain]
+    options: tuple[Option, ...] = ()
+    deterministic: bool = False
+    help: str = ""
+    nfe: Callable[[int, Mapping[str, Any]], int] = _steps_nfe
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.options)
+
+    @property
+    def static_options(self) -> tuple[str, ...]:
+        """Options that select code (kind 'str'): a change compiles a new chain."""
+        return tuple(o.name for o in self.options if o.kind == "str")
+
+    def defaults(self) -> dict[str, Any]:
+        return {o.name: o.default for o in self.options}
+
+    def reject_unknown(self, names: Any) -> None:
+        """One-line ConfigError for the first name this sampler does not take, naming the samplers that do."""
+        for name in names:
+            if name not in self.option_names:
+                takers = samplers_taking(name)
+                where = f"samplers that take it: {', '.join(takers)}" if takers else "no sampler takes it"
+                raise ConfigError(f"sampler {self.name!r} does not take --{name}; {where}")
+
+    def check(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` (``None``: not given) with the defaults filled in for the rest, all range-checked."""
+        given = {k: v for k, v in given.items() if v is not None}
+        self.reject_unknown(given)
+        by_name = {o.name: o for o in self.options}
+        return {k: by_name[k].check(v) for k, v in {**self.defaults(), **given}.items()}
+
+    def expected_nfe(self, steps: int, **options: Any) -> int:
+        """The number of denoiser calls this sampler is defined to make for ``steps`` grid steps."""
+        return int(self.nfe(int(steps), {**self.defaults(), **options}))
+
+    def __call__(self, denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
+                 first_index: jax.Array | int = 0, **options: Any) -> tuple[jax.Array, Info]:
+        self.reject_unknown(options)
+        return run_chain(self.chain(denoiser, key, x_T, grid, first_index, **options), grid)
+
+
+_SAMPLERS: dict[str, SamplerSpec] = {}
+
+
+def register_sampler(spec: SamplerSpec) -> SamplerSpec:
+    """Add ``spec`` to the registry (a name may be registered once); returns it."""
+    if spec.name in _SAMPLERS:
+        raise ValueError(f"sampler {spec.name!r} is already registered")
+    _SAMPLERS[spec.name] = spec
+    return spec
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    """The spec registered under ``name``; one-line ConfigError naming the registered ones otherwise."""
+    check_choice("sampler", name, _SAMPLERS)
+    return _SAMPLERS[name]
+
+
+def sampler_names() -> tuple[str, ...]:
+    """Registered samplers in registration order."""
+    return tuple(_SAMPLERS)
+
+
+def samplers_taking(option: str) -> tuple[str, ...]:
+    """The registered samplers that declare ``option``."""
+    return tuple(s.name for s in _SAMPLERS.values() if option in s.option_names)
+
+
+def all_sampler_options() -> tuple[Option, ...]:
+    """The union of every registered sampler's options (first declaration of each name)."""
+    return merge_options(*(s.options for s in _SAMPLERS.values()))
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorSpec:
+    """A predictor of :func:`pc_chain`: ``fn(x, x̂_0, z, grid, k) -> x`` at point k + 1, given x̂_0 at point k."""
+
+    name: str
+    fn: Callable[[jax.Array, jax.Array, jax.Array, Grid, jax.Array], jax.Array]
+    help: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrectorSpec:
+    """A corrector of :func:`pc_chain`: ``fn(x, score, z, alpha_st, snr, norms) -> x`` (one step at a fixed
+    level; α_{s|t} of the level pair); ``fn=None``: no corrector steps (and no corrector NFE)."""
+
+    name: str
+    fn: Callable[..., jax.Array] | None
+    help: str = ""
+
+
+_PREDICTORS: dict[str, PredictorSpec] = {}
+_CORRECTORS: dict[str, CorrectorSpec] = {}
+
+
+def register_predictor(spec: PredictorSpec) -> PredictorSpec:
+    if spec.name in _PREDICTORS:
+        raise ValueError(f"predictor {spec.name!r} is already registered")
+    _PREDICTORS[spec.name] = spec
+    return spec
+
+
+def register_corrector(spec: CorrectorSpec) -> CorrectorSpec:
+    if spec.name in _CORRECTORS:
+        raise ValueError(f"corrector {spec.name!r} is already registered")
+    _CORRECTORS[spec.name] = spec
+    return spec
+
+
+def get_predictor(name: str) -> PredictorSpec:
+    check_choice("predictor", name, _PREDICTORS)
+    return _PREDICTORS[name]
+
+
+def get_corrector(name: str) -> CorrectorSpec:
+    check_choice("corrector", name, _CORRECTORS)
+    return _CORRECTORS[name]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -89,51 +256,53 @@ def _per_example_norm(a: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Samplers
+# First-order samplers: DDPM and DDIM
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _one_eval_per_step_chain(update, denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-                             first_index: jax.Array | int) -> tuple[jax.Array, Info]:
-    """The chain of the first-order samplers: at grid step k, one denoiser call x̂_0(x, t_k), fresh noise z
-    of (key, k, example index), then ``update(x, x̂_0, z, α_k, σ_k, α_{k+1}, σ_{k+1})``; NFE = steps run."""
+def _first_order_chain(update: Callable[..., jax.Array], denoiser: Denoiser, key: jax.Array, x_T: jax.Array,
+                       grid: Grid, first_index: jax.Array | int, noisy: jax.Array | bool = True) -> Chain:
+    """The chain of the first-order samplers: at grid step k, one denoiser call x̂_0(x, t_k), noise z of
+    (key, k, example index) — drawn only when ``noisy`` (an array or a bool), zeros otherwise — then
+    ``update(x, x̂_0, z, α_k, σ_k, α_{k+1}, σ_{k+1})``; NFE = steps run."""
 
     def step(carry, k):
-        x, nfe = carry
+        x, nfe, extra = carry
         t_s, a_s, s_s = _at(grid, k)
         _, a_t, s_t = _at(grid, k + 1)
         x0 = denoiser(x, t_s, a_s, s_s)
-        z = _noise(key, k, x, first_index)
-        return update(x, x0, z, a_s, s_s, a_t, s_t), nfe + 1
+        draw = lambda: _noise(key, k, x, first_index)
+        z = draw() if noisy is True else lax.cond(noisy, draw, lambda: jnp.zeros_like(x))
+        return update(x, x0, z, a_s, s_s, a_t, s_t), nfe + 1, extra
 
-    x, nfe = _chain(step, (x_T, jnp.zeros((), jnp.int32)), grid)
-    return x, {"nfe": nfe}
+    return Chain(start(x_T), step)
 
 
-def ddpm_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-                 first_index: jax.Array | int = 0, variance: str = "posterior") -> tuple[jax.Array, Info]:
+def ddpm_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, first_index: jax.Array | int = 0,
+               variance: str = "posterior") -> Chain:
     """Ancestral sampling x_{t−1} ~ p(x_{t−1} | x_t) (Ho et al. 2020, Alg. 2) on any sub-grid."""
     check_choice("variance", variance, ("posterior", "forward"))
     update = lambda x, x0, z, a_s, s_s, a_t, s_t: ancestral_step(x, x0, z, a_s, s_s, a_t, s_t, variance)
-    return _one_eval_per_step_chain(update, denoiser, key, x_T, grid, first_index)
+    return _first_order_chain(update, denoiser, key, x_T, grid, first_index)
 
 
-def ddim_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, eta: jax.Array | float = 0.0,
-                 first_index: jax.Array | int = 0) -> tuple[jax.Array, Info]:
-    """DDIM (Song et al. 2021a, eq. 12): deterministic for η = 0, DDPM-like for η = 1; η is an array."""
+def ddim_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, first_index: jax.Array | int = 0,
+               eta: jax.Array | float = 0.0) -> Chain:
+    """DDIM (Song et al. 2021a, eq. 12): deterministic for η = 0 (no noise is drawn: ``lax.cond`` on η > 0,
+    η stays an array), DDPM-like for η = 1."""
     eta = jnp.asarray(eta, x_T.dtype)
     update = lambda x, x0, z, a_s, s_s, a_t, s_t: ddim_step(x, x0, z, a_s, s_s, a_t, s_t, eta)
-    return _one_eval_per_step_chain(update, denoiser, key, x_T, grid, first_index)
+    return _first_order_chain(update, denoiser, key, x_T, grid, first_index, noisy=eta > 0)
 
 
 def ddim_encode(denoiser: Denoiser, x0: jax.Array, grid: Grid) -> tuple[jax.Array, Info]:
     """Deterministic DDIM inversion x_0 → x_T (Song et al. 2021a, Sec. 4.3, eq. 14 run backwards):
     x_noisier = α x̂_0 + σ ε̂ with x̂_0, ε̂ predicted at the cleaner point; from the clean end, x̂_0 = x_0 and
-    ε̂ is predicted at α x_0 on the first noise level. Inverts :func:`ddim_sampler` with η = 0 up to the
-    discretization error."""
+    ε̂ is predicted at α x_0 on the first noise level. Inverts DDIM with η = 0 up to the discretization
+    error."""
 
     def step(carry, j):
-        x, nfe = carry
+        x, nfe, extra = carry
         k = grid.n_steps - 1 - j  # from point k + 1 (cleaner) to point k (noisier)
         t_c, a_c, s_c = _at(grid, k + 1)
         t_n, a_n, s_n = _at(grid, k)
@@ -143,30 +312,31 @@ def ddim_encode(denoiser: Denoiser, x0: jax.Array, grid: Grid) -> tuple[jax.Arra
         x0e = denoiser(xe, te, ae, se)
         eps = x0_to_eps(xe, x0e, ae, se)
         x0_ = jnp.where(clean, x, x0e)
-        return a_n * x0_ + s_n * eps, nfe + 1
+        return a_n * x0_ + s_n * eps, nfe + 1, extra
 
-    return _finish_info(_chain(step, (x0, jnp.zeros((), jnp.int32)), grid))
-
-
-def _finish_info(carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, Info]:
-    return carry[0], {"nfe": carry[1]}
+    return run_chain(Chain(start(x0), step), grid)
 
 
-def annealed_langevin_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-                              step_lr: jax.Array | float = 2e-5, n_inner: jax.Array | int = 5,
-                              denoise: bool = True, first_index: jax.Array | int = 0
-                              ) -> tuple[jax.Array, Info]:
+# ----------------------------------------------------------------------------------------------------------
+# Langevin samplers: annealed Langevin dynamics and predictor–corrector
+# ----------------------------------------------------------------------------------------------------------
+
+
+def annealed_langevin_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
+                            first_index: jax.Array | int = 0, step_lr: jax.Array | float = 2e-5,
+                            n_inner: jax.Array | int = 5, denoise: jax.Array | int = 1) -> Chain:
     """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1): ``n_inner`` Langevin steps at each noise
     level i with step a_i = ε (σ_i/σ_L)², σ_L = σ/α of the last level (α² times the step in x/α, so VP
-    levels get the step of the equivalent VE level); optionally a final Tweedie denoising step
+    levels get the step of the equivalent VE level); with ``denoise`` a final Tweedie denoising step
     x ← x̂_0 (Jolicoeur-Martineau et al. 2021; Song & Ermon 2020, Sec. 4)."""
     step_lr = jnp.asarray(step_lr, x_T.dtype)
     n_inner = jnp.asarray(n_inner, jnp.int32)
+    denoise = jnp.asarray(denoise, jnp.int32) > 0
     last = grid.n_steps - 1
     sigma_last = grid.sigma[last] / grid.alpha[last]
 
     def step(carry, k):
-        x, nfe = carry
+        x, nfe, extra = carry
         t_s, a_s, s_s = _at(grid, k)
         a = step_lr * (s_s / sigma_last) ** 2
 
@@ -175,74 +345,92 @@ def annealed_langevin_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array
             return langevin_step(x_, score, _noise(key, k, x_, first_index, m), a)
 
         x = lax.fori_loop(0, n_inner, inner, x)
-        if denoise:
-            x = lax.cond(k == last, lambda: denoiser(x, t_s, a_s, s_s), lambda: x)
-        return x, nfe + n_inner + jnp.int32(denoise) * (k == last).astype(jnp.int32)
+        final = jnp.logical_and(denoise, k == last)
+        x = lax.cond(final, lambda: denoiser(x, t_s, a_s, s_s), lambda: x)
+        return x, nfe + n_inner + final.astype(jnp.int32), extra
 
-    x, nfe = _chain(step, (x_T, jnp.zeros((), jnp.int32)), grid)
-    return x, {"nfe": nfe}
-
-
-PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
-CORRECTORS = ("langevin", "none")
+    return Chain(start(x_T), step)
 
 
-def pc_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-               predictor: str = "reverse_diffusion", corrector: str = "langevin",
-               snr: jax.Array | float = 0.16, n_corrector: jax.Array | int = 1,
-               first_index: jax.Array | int = 0, norms: str = "example") -> tuple[jax.Array, Info]:
-    """Predictor–corrector sampling (Song et al. 2021, Alg. 1–5): at each level ``n_corrector`` Langevin
-    corrector steps with step ε = 2 α_{s|t}² (r ‖z‖/‖∇log p‖)², r the target SNR (Alg. 4–5, norms per
-    example), then one predictor step: 'reverse_diffusion' (eq. 46), 'euler_maruyama' (Euler–Maruyama on
-    the reverse SDE, eq. 6) or 'ancestral' (eq. 47 / Ho et al. 2020).
+def langevin_corrector(x: jax.Array, score: jax.Array, z: jax.Array, alpha_st: jax.Array, snr: jax.Array,
+                       norms: str) -> jax.Array:
+    """One Langevin corrector step x ← x + ε s + √(2ε) z with ε = 2 α_{s|t}² (r ‖z‖/‖s‖)², r the target SNR
+    (Song et al. 2021, Alg. 4–5). ``norms='example'``: each example's own ‖z‖/‖s‖ (Alg. 4 as written;
+    batch-independent, but the step then depends on x, which biases the stationary law in low dimension);
+    ``'batch'``: the ratio of their batch means, like the reference code (couples the examples)."""
+    if norms == "batch":
+        ratio = jnp.mean(_per_example_norm(z)) / jnp.mean(_per_example_norm(score))
+    else:
+        ratio = _per_example_norm(z) / _per_example_norm(score)
+    eps = 2.0 * alpha_st**2 * (snr * ratio) ** 2
+    return x + eps * score + jnp.sqrt(2.0 * eps) * z
 
-    ``norms='example'`` uses each example's own ‖z‖/‖s‖ (Alg. 4 as written; batch-independent, but the
-    step then depends on x, which biases the corrector's stationary law in low dimension);
-    ``norms='batch'`` uses their batch means like the reference code (unbiased, but couples the examples)."""
-    check_choice("predictor", predictor, PREDICTORS)
+
+def reverse_diffusion_predictor(x: jax.Array, x0: jax.Array, z: jax.Array, grid: Grid, k: jax.Array) -> jax.Array:
+    """x ← x − (α_{s|t} − 1) x + σ²_{s|t} ∇log p + σ_{s|t} z, the discretized reverse SDE of Song et al. 2021,
+    eq. 46, in (α, σ) form; no noise into σ = 0."""
+    _, a_s, s_s = _at(grid, k)
+    _, a_t, s_t = _at(grid, k + 1)
+    a_st, var_st = transition_alpha_sigma(a_s, s_s, a_t, s_t)
+    score = x0_to_score(x, x0, a_s, s_s)
+    mean = x - (a_st - 1.0) * x + var_st * score
+    return mean + jnp.where(s_t <= 0, 0.0, jnp.sqrt(var_st)) * z
+
+
+def euler_maruyama_predictor(x: jax.Array, x0: jax.Array, z: jax.Array, grid: Grid, k: jax.Array) -> jax.Array:
+    """Euler–Maruyama on the reverse SDE dx = [f x − g² ∇log p] dt + g dw̄ (Song et al. 2021, eq. 6);
+    no noise into σ = 0."""
+    _, a_s, s_s = _at(grid, k)
+    s_t = grid.sigma[k + 1]
+    score = x0_to_score(x, x0, a_s, s_s)
+    dt = grid.time[k + 1] - grid.time[k]
+    mean = x + (grid.f[k] * x - grid.g2[k] * score) * dt
+    return mean + jnp.where(s_t <= 0, 0.0, jnp.sqrt(grid.g2[k] * -dt)) * z
+
+
+def ancestral_predictor(x: jax.Array, x0: jax.Array, z: jax.Array, grid: Grid, k: jax.Array) -> jax.Array:
+    """The ancestral step (Song et al. 2021, eq. 47; Ho et al. 2020, Alg. 2): :func:`ancestral_step`."""
+    _, a_s, s_s = _at(grid, k)
+    _, a_t, s_t = _at(grid, k + 1)
+    return ancestral_step(x, x0, z, a_s, s_s, a_t, s_t)
+
+
+def pc_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, first_index: jax.Array | int = 0,
+             predictor: str = "reverse_diffusion", corrector: str = "langevin", snr: jax.Array | float = 0.16,
+             n_corrector: jax.Array | int = 1, norms: str = "batch") -> Chain:
+    """Predictor–corrector sampling (Song et al. 2021, Alg. 1–5): at each level ``n_corrector`` steps of
+    the registered corrector (:func:`langevin_corrector`), then one step of the registered predictor
+    (:func:`reverse_diffusion_predictor`, :func:`euler_maruyama_predictor`, :func:`ancestral_predictor`).
+    The corrector's step uses batch-mean norms by default, like Song et al.'s reference code: with
+    per-example norms the step depends on x and the chain's law moves away from the target as the number
+    of levels grows (on the exact 2-D mixture, more steps are worse)."""
+    pred, corr = get_predictor(predictor), get_corrector(corrector)
     check_choice("corrector norms", norms, ("example", "batch"))
-    check_choice("corrector", corrector, CORRECTORS)
     snr = jnp.asarray(snr, x_T.dtype)
-    n_corr = jnp.asarray(n_corrector if corrector == "langevin" else 0, jnp.int32)
-
-    def score_at(x, t, a, s):
-        return x0_to_score(x, denoiser(x, t, a, s), a, s)
+    n_corr = jnp.asarray(n_corrector if corr.fn is not None else 0, jnp.int32)
 
     def step(carry, k):
-        x, nfe = carry
+        x, nfe, extra = carry
         t_s, a_s, s_s = _at(grid, k)
         _, a_t, s_t = _at(grid, k + 1)
-        a_st, var_st = transition_alpha_sigma(a_s, s_s, a_t, s_t)
+        a_st, _ = transition_alpha_sigma(a_s, s_s, a_t, s_t)
 
         def correct(m, x_):
-            g = score_at(x_, t_s, a_s, s_s)
-            z = _noise(key, k, x_, first_index, m + 1)
-            ratio = _per_example_norm(z) / _per_example_norm(g)
-            if norms == "batch":
-                ratio = jnp.mean(_per_example_norm(z)) / jnp.mean(_per_example_norm(g))
-            eps = 2.0 * a_st**2 * (snr * ratio) ** 2
-            return x_ + eps * g + jnp.sqrt(2.0 * eps) * z
+            g = x0_to_score(x_, denoiser(x_, t_s, a_s, s_s), a_s, s_s)
+            return corr.fn(x_, g, _noise(key, k, x_, first_index, m + 1), a_st, snr, norms)
 
-        x = lax.fori_loop(0, n_corr, correct, x)
+        if corr.fn is not None:
+            x = lax.fori_loop(0, n_corr, correct, x)
         z = _noise(key, k, x, first_index, 0)
-        last = s_t <= 0
         x0 = denoiser(x, t_s, a_s, s_s)
-        if predictor == "ancestral":
-            x = ancestral_step(x, x0, z, a_s, s_s, a_t, s_t)
-        else:
-            score = x0_to_score(x, x0, a_s, s_s)
-            if predictor == "reverse_diffusion":
-                mean = x - (a_st - 1.0) * x + var_st * score
-                std = jnp.sqrt(var_st)
-            else:
-                dt = grid.time[k + 1] - grid.time[k]
-                mean = x + (grid.f[k] * x - grid.g2[k] * score) * dt
-                std = jnp.sqrt(grid.g2[k] * -dt)
-            x = mean + jnp.where(last, 0.0, std) * z
-        return x, nfe + 1 + n_corr
+        return pred.fn(x, x0, z, grid, k), nfe + 1 + n_corr, extra
 
-    x, nfe = _chain(step, (x_T, jnp.zeros((), jnp.int32)), grid)
-    return x, {"nfe": nfe}
+    return Chain(start(x_T), step)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Probability-flow ODE samplers: Euler, Heun, DPM-Solver++(2M)
+# ----------------------------------------------------------------------------------------------------------
 
 
 def _ode_derivative(denoiser: Denoiser, x: jax.Array, t: jax.Array, a: jax.Array, s: jax.Array):
@@ -251,57 +439,54 @@ def _ode_derivative(denoiser: Denoiser, x: jax.Array, t: jax.Array, a: jax.Array
     return y, r, (y - denoiser(x, t, a, s)) / r
 
 
-def euler_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-                  first_index: jax.Array | int = 0) -> tuple[jax.Array, Info]:
-    """Euler steps on the probability-flow ODE (Song et al. 2021, eq. 13) in EDM's scaled variables
-    (Karras et al. 2022, eq. 4 and Alg. 1 without the Heun correction). Deterministic; ``key`` unused."""
-    del key, first_index
+def _probability_flow_chain(denoiser: Denoiser, x_T: jax.Array, grid: Grid, heun: bool) -> Chain:
+    """Steps on the probability-flow ODE (Song et al. 2021, eq. 13) in EDM's scaled variables (Karras et al.
+    2022, eq. 4 and Alg. 1): the Euler step y' = y + (σ̃_t − σ̃_s) d, and with ``heun`` its 2nd-order
+    correction y' = y + (σ̃_t − σ̃_s)(d + d')/2, skipped on the step into σ = 0 (NFE = 2N − 1)."""
 
     def step(carry, k):
-        x, nfe = carry
-        t_s, a_s, s_s = _at(grid, k)
-        _, a_t, s_t = _at(grid, k + 1)
-        y, r_s, d = _ode_derivative(denoiser, x, t_s, a_s, s_s)
-        return a_t * (y + (s_t / a_t - r_s) * d), nfe + 1
-
-    x, nfe = _chain(step, (x_T, jnp.zeros((), jnp.int32)), grid)
-    return x, {"nfe": nfe}
-
-
-def heun_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-                 first_index: jax.Array | int = 0) -> tuple[jax.Array, Info]:
-    """Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Alg. 1): the correction
-    is skipped on the step into σ = 0, so NFE = 2N − 1."""
-    del key, first_index
-
-    def step(carry, k):
-        x, nfe = carry
+        x, nfe, extra = carry
         t_s, a_s, s_s = _at(grid, k)
         t_t, a_t, s_t = _at(grid, k + 1)
         y, r_s, d = _ode_derivative(denoiser, x, t_s, a_s, s_s)
         r_t = s_t / a_t
         y_euler = y + (r_t - r_s) * d
+        if not heun:
+            return a_t * y_euler, nfe + 1, extra
 
         def correct():
             _, _, d2 = _ode_derivative(denoiser, a_t * y_euler, t_t, a_t, s_t)
             return y + (r_t - r_s) * 0.5 * (d + d2)
 
         y_next = lax.cond(s_t > 0, correct, lambda: y_euler)
-        return a_t * y_next, nfe + 1 + (s_t > 0).astype(jnp.int32)
+        return a_t * y_next, nfe + 1 + (s_t > 0).astype(jnp.int32), extra
 
-    x, nfe = _chain(step, (x_T, jnp.zeros((), jnp.int32)), grid)
-    return x, {"nfe": nfe}
+    return Chain(start(x_T), step)
 
 
-def dpm_solver_2m_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-                          first_index: jax.Array | int = 0) -> tuple[jax.Array, Info]:
+def euler_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, first_index: jax.Array | int = 0
+                ) -> Chain:
+    """Euler on the probability-flow ODE (Karras et al. 2022, Alg. 1 without the Heun correction)."""
+    del key, first_index
+    return _probability_flow_chain(denoiser, x_T, grid, heun=False)
+
+
+def heun_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, first_index: jax.Array | int = 0
+               ) -> Chain:
+    """Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Alg. 1)."""
+    del key, first_index
+    return _probability_flow_chain(denoiser, x_T, grid, heun=True)
+
+
+def dpm_solver_2m_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
+                        first_index: jax.Array | int = 0) -> Chain:
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): with λ = log(α/σ), h = λ_t − λ_s, r = h_prev/h,
     x_t = (σ_t/σ_s) x_s − α_t (e^{−h} − 1) D, D = (1 + 1/2r) x̂_0(s) − (1/2r) x̂_0(prev); first order on the
-    first step and on the step into σ = 0. Deterministic; ``key`` unused."""
+    first step and on the step into σ = 0. ``extra`` = (x̂_0 of the previous step, its h)."""
     del key, first_index
 
     def step(carry, k):
-        x, x0_prev, h_prev, nfe = carry
+        x, nfe, (x0_prev, h_prev) = carry
         t_s, a_s, s_s = _at(grid, k)
         _, a_t, s_t = _at(grid, k + 1)
         x0 = denoiser(x, t_s, a_s, s_s)
@@ -313,34 +498,64 @@ def dpm_solver_2m_sampler(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, gr
         d = (1.0 + c) * x0 - c * x0_prev
         exp_neg_h = (s_t / a_t) / (s_s / a_s)
         x_next = (s_t / s_s) * x - a_t * (exp_neg_h - 1.0) * d
-        return x_next, x0, h, nfe + 1
+        return x_next, nfe + 1, (x0, h)
 
-    init = (x_T, jnp.zeros_like(x_T), jnp.ones((), x_T.dtype), jnp.zeros((), jnp.int32))
-    x, _, _, nfe = _chain(step, init, grid)
-    return x, {"nfe": nfe}
+    return Chain(start(x_T, (jnp.zeros_like(x_T), jnp.ones((), x_T.dtype))), step)
 
 
-SAMPLERS: dict[str, Callable[..., tuple[jax.Array, Info]]] = {
-    "ddpm": ddpm_sampler,
-    "ddim": ddim_sampler,
-    "annealed_langevin": annealed_langevin_sampler,
-    "pc": pc_sampler,
-    "euler": euler_sampler,
-    "heun": heun_sampler,
-    "dpm_solver_2m": dpm_solver_2m_sampler,
-}
+# ----------------------------------------------------------------------------------------------------------
+# Registrations
+# ----------------------------------------------------------------------------------------------------------
+
+register_predictor(PredictorSpec("reverse_diffusion", reverse_diffusion_predictor, "reverse-diffusion (eq. 46)"))
+register_predictor(PredictorSpec("euler_maruyama", euler_maruyama_predictor, "Euler–Maruyama on the reverse SDE"))
+register_predictor(PredictorSpec("ancestral", ancestral_predictor, "ancestral sampling (eq. 47)"))
+register_corrector(CorrectorSpec("langevin", langevin_corrector, "Langevin with target SNR (Alg. 4)"))
+register_corrector(CorrectorSpec("none", None, "no corrector (predictor only)"))
+
+ETA = Option("eta", "float", "DDIM noise scale η (0: deterministic, 1: DDPM-like)", 0.0, low=0.0, high=1.0)
 
 
-def get_sampler(name: str) -> Callable[..., tuple[jax.Array, Info]]:
-    """The sampler registered under ``name``."""
-    check_choice("sampler", name, SAMPLERS)
-    return SAMPLERS[name]
+def _pc_nfe(steps: int, o: Mapping[str, Any]) -> int:
+    return steps * (1 + (int(o["n_corrector"]) if get_corrector(o["corrector"]).fn is not None else 0))
 
 
-def check_sampler_args(name: str, steps: int, max_steps: int, eta: float = 0.0, guidance: float = 1.0) -> None:
-    """Host-side validation of a sampling request; raises one-line ConfigErrors."""
-    check_choice("sampler", name, SAMPLERS)
-    require(int(steps) >= 1, f"steps must be >= 1, got {steps}")
-    require(int(steps) <= max_steps, f"steps must be <= {max_steps} (schedule length / max_steps), got {steps}")
-    require(0.0 <= float(eta) <= 1.0, f"eta must be in [0, 1], got {eta}")
-    require(float(guidance) >= 0.0, f"guidance scale must be >= 0, got {guidance}")
+def _langevin_nfe(steps: int, o: Mapping[str, Any]) -> int:
+    return steps * int(o["n_inner"]) + int(int(o["denoise"]) > 0)
+
+
+register_sampler(SamplerSpec(
+    "ddpm", ddpm_chain, help="ancestral sampling (Ho et al. 2020, Alg. 2)",
+    options=(Option("variance", "str", "DDPM reverse variance: posterior β̃_t or forward β_t", "posterior",
+                    choices=("posterior", "forward")),)))
+register_sampler(SamplerSpec("ddim", ddim_chain, options=(ETA,), help="DDIM (Song et al. 2021a, eq. 12)"))
+register_sampler(SamplerSpec(
+    "annealed_langevin", annealed_langevin_chain, nfe=_langevin_nfe,
+    help="annealed Langevin dynamics (Song & Ermon 2019, Alg. 1)",
+    options=(Option("step_lr", "float", "annealed Langevin step ε at the last level", 2e-5, low=0.0, low_open=True),
+             Option("n_inner", "int", "annealed Langevin steps per noise level", 5, low=1),
+             Option("denoise", "int", "annealed Langevin final Tweedie denoising step (1) or not (0)", 1,
+                    low=0, high=1))))
+register_sampler(SamplerSpec(
+    "pc", pc_chain, nfe=_pc_nfe, help="predictor–corrector (Song et al. 2021, Alg. 1–5)",
+    options=(Option("predictor", "str", "PC predictor", "reverse_diffusion", choices=tuple(_PREDICTORS)),
+             Option("corrector", "str", "PC corrector", "langevin", choices=tuple(_CORRECTORS)),
+             Option("snr", "float", "PC Langevin corrector target signal-to-noise ratio r", 0.16, low=0.0,
+                    low_open=True),
+             Option("n_corrector", "int", "PC corrector steps per noise level", 1, low=0),
+             Option("norms", "str", "PC corrector step norms: batch means (reference code) or per example", "batch",
+                    choices=("example", "batch")))))
+register_sampler(SamplerSpec("euler", euler_chain, deterministic=True,
+                             help="Euler on the probability-flow ODE (Karras et al. 2022)"))
+register_sampler(SamplerSpec("heun", heun_chain, deterministic=True, nfe=lambda steps, o: 2 * steps - 1,
+                             help="Heun on the probability-flow ODE (Karras et al. 2022, Alg. 1)"))
+register_sampler(SamplerSpec("dpm_solver_2m", dpm_solver_2m_chain, deterministic=True,
+                             help="DPM-Solver++(2M) (Lu et al. 2022, Alg. 2)"))
+
+
+__all__ = [
+    "Chain", "CorrectorSpec", "PredictorSpec", "SamplerSpec", "all_sampler_options", "ancestral_step",
+    "ddim_encode", "ddim_step", "get_corrector", "get_predictor", "get_sampler", "langevin_step", "prior_sample",
+    "register_corrector", "register_predictor", "register_sampler", "run_chain", "sampler_names",
+    "samplers_taking", "start",
+]

@@ -11,6 +11,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from gm_jax.core.errors import check_choice, require
@@ -21,32 +22,33 @@ from gm_jax.core.errors import check_choice, require
 
 
 def linear_betas(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> jax.Array:
-    """β_t linear from ``beta_start`` to ``beta_end`` over ``num_steps`` steps (Ho et al. 2020, Sec. 4)."""
+    """β_t linear from ``beta_start`` to ``beta_end`` over ``num_steps`` steps (Ho et al. 2020, Sec. 4),
+    computed in float64 on the host and cast once to float32."""
     require(num_steps >= 1, f"num_steps must be >= 1, got {num_steps}")
     require(0 < beta_start <= beta_end < 1, f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
-    return jnp.linspace(beta_start, beta_end, num_steps, dtype=jnp.float32)
+    return jnp.asarray(np.linspace(beta_start, beta_end, num_steps, dtype=np.float64), jnp.float32)
+
+
+def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """β_t = min(1 − ᾱ_t/ᾱ_{t−1}, ``max_beta``) of ᾱ_t = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2),
+    t = 1..T (Nichol & Dhariwal 2021, eq. 17), in float64 on the host (f(T) ≈ 0 cancels in float32)."""
+    require(num_steps >= 1, f"num_steps must be >= 1, got {num_steps}")
+    t = np.arange(num_steps + 1, dtype=np.float64)
+    f = np.cos((t / num_steps + s) / (1 + s) * np.pi / 2) ** 2
+    abar = f / f[0]
+    return np.clip(1.0 - abar[1:] / abar[:-1], 0.0, max_beta)
 
 
 def cosine_alphas_cumprod(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> jax.Array:
-    """ᾱ_t = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2), t = 1..T, with β_t clipped at ``max_beta``
-    (Nichol & Dhariwal 2021, eq. 17)."""
-    require(num_steps >= 1, f"num_steps must be >= 1, got {num_steps}")
-    t = jnp.arange(num_steps + 1, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-    f = jnp.cos((t / num_steps + s) / (1 + s) * jnp.pi / 2) ** 2
-    abar = f / f[0]
-    betas = jnp.clip(1.0 - abar[1:] / abar[:-1], 0.0, max_beta)
-    return jnp.cumprod(1.0 - betas).astype(jnp.float32)
+    """ᾱ_t = ∏_{u≤t} (1 − β_u) of the clipped cosine β-schedule (:func:`cosine_betas`), float64 on the host,
+    cast once to float32."""
+    return jnp.asarray(np.cumprod(1.0 - cosine_betas(num_steps, s, max_beta)), jnp.float32)
 
 
 def betas_from_alphas_cumprod(alphas_cumprod: jax.Array) -> jax.Array:
     """β_t = 1 − ᾱ_t / ᾱ_{t−1} with ᾱ_0 = 1 (Ho et al. 2020, eq. 4 inverted)."""
     prev = jnp.concatenate([jnp.ones((1,), alphas_cumprod.dtype), alphas_cumprod[:-1]])
     return 1.0 - alphas_cumprod / prev
-
-
-def alphas_cumprod_from_betas(betas: jax.Array) -> jax.Array:
-    """ᾱ_t = ∏_{s≤t} (1 − β_s) (Ho et al. 2020, notation above eq. 4)."""
-    return jnp.cumprod(1.0 - betas)
 
 
 def snr(alpha: jax.Array, sigma: jax.Array) -> jax.Array:
@@ -60,17 +62,15 @@ def log_snr(alpha: jax.Array, sigma: jax.Array) -> jax.Array:
 
 
 class DiscreteSchedule(struct.PyTreeNode):
-    """A discrete forward process with ``betas[i] = β_{i+1}`` (index ``i`` is time step ``i + 1``)."""
+    """A discrete forward process with ``betas[i] = β_{i+1}`` (index ``i`` is time step ``i + 1``) and its
+    ᾱ table; build it with :func:`schedule_from_betas` (both tables from float64, cast once)."""
 
     betas: jax.Array
+    alphas_cumprod: jax.Array
 
     @property
     def num_steps(self) -> int:
         return self.betas.shape[0]
-
-    @property
-    def alphas_cumprod(self) -> jax.Array:
-        return alphas_cumprod_from_betas(self.betas)
 
     def alpha_sigma(self, index: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(√ᾱ_t, √(1 − ᾱ_t)) at integer ``index`` = t − 1 (Ho et al. 2020, eq. 4)."""
@@ -85,8 +85,17 @@ def discrete_schedule(name: str, num_steps: int = 1000) -> DiscreteSchedule:
     require(num_steps >= 1, f"num_steps must be >= 1, got {num_steps}")
     if name == "linear":
         scale = 1000.0 / num_steps
-        return DiscreteSchedule(linear_betas(num_steps, 1e-4 * scale, min(0.02 * scale, 0.999)))
-    return DiscreteSchedule(betas_from_alphas_cumprod(cosine_alphas_cumprod(num_steps)))
+        lo, hi = 1e-4 * scale, min(0.02 * scale, 0.999)
+        require(0 < lo <= hi < 1, f"need 0 < beta_start <= beta_end < 1, got {lo}, {hi}")
+        return schedule_from_betas(np.linspace(lo, hi, num_steps, dtype=np.float64))
+    return schedule_from_betas(cosine_betas(num_steps))
+
+
+def schedule_from_betas(betas: np.ndarray) -> DiscreteSchedule:
+    """The schedule of host β values: ᾱ_t = ∏ (1 − β) accumulated in float64, both tables cast once to
+    float32 (Ho et al. 2020, eq. 4)."""
+    betas = np.asarray(betas, np.float64)
+    return DiscreteSchedule(jnp.asarray(betas, jnp.float32), jnp.asarray(np.cumprod(1.0 - betas), jnp.float32))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -201,23 +210,9 @@ class SDE:
             return jnp.zeros_like(t), 2.0 * sigma**2 * jnp.log(self.sigma_max / self.sigma_min)
         return jnp.zeros_like(t), 2.0 * t
 
-    def drift_diffusion(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Drift f(t)·x and diffusion g(t) of the forward SDE (Song et al. 2021, eq. 5)."""
-        f, g2 = self.coefficients(t)
-        return _bcast(f, x) * x, jnp.sqrt(g2)
-
-    def marginal_prob(self, x0: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Mean and std of p_{0t}(x_t | x_0) (Song et al. 2021, eqs. 29, 31, 33)."""
-        alpha, sigma = self.alpha_sigma(t)
-        return _bcast(alpha, x0) * x0, sigma
-
     def prior_std(self) -> float:
         _, s = self.alpha_sigma(jnp.asarray(self.T))
         return 1.0 if self.kind in ("vp", "subvp") else float(s)
-
-    def prior_sampling(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-        """x_T ~ N(0, σ_T² I): unit variance for VP/sub-VP, σ_max² for VE/EDM."""
-        return self.prior_std() * jax.random.normal(key, shape)
 
     def prior_logp(self, z: jax.Array) -> jax.Array:
         """log N(z; 0, σ_T² I) summed over all but the batch axis."""

@@ -98,3 +98,36 @@ def test_ve_sigma_range_reaches_the_prior():
     # the prior N(0, σ_max² I)
     draws, _ = fam.sample(params, jax.random.key(1), 4000, sampler="euler", steps=3)
     assert abs(float(np.std(np.asarray(draws))) - 5.0) < 0.2
+
+
+def test_family_declares_its_sample_options():
+    """The declaration: steps narrowed to the schedule, label only when class-conditional, defaults from the
+    config; the CLI path check_sample_options → sample works; another sampler's option is one clear error."""
+    from gm_jax.diffusion.family import SAMPLE_OPTIONS
+
+    fam = make_family(_config(num_timesteps=40, sample_steps=20, eta=0.3, pc_snr=0.2, sampler="euler"),
+                      DataSpec(shape=(2,), num_classes=2))
+    opts = {o.name: o for o in fam.sample_options}
+    assert fam.conditioning == ("label",)
+    assert opts["steps"].high == 40 and opts["label"].high == 1
+    assert opts["eta"].default == 0.3 and opts["snr"].default == 0.2 and opts["sampler"].default == "euler"
+    assert "ddim" in opts["sampler"].choices and {"eta", "snr", "n_inner"} <= set(opts)
+    assert {o.name for o in SAMPLE_OPTIONS} >= set(opts)
+    unconditional = make_family(_config(), DataSpec(shape=(2,)))
+    assert unconditional.conditioning == () and "label" not in {o.name for o in unconditional.sample_options}
+    with pytest.raises(ConfigError, match=r"steps must be in \[1, 40\]"):
+        fam.check_sample_options({"steps": 41})
+    x, label = _toy(8)
+    params = fam.init(jax.random.key(0), {"x": x, "label": label}).params
+    given = fam.check_sample_options({"steps": "3", "label": 1, "eta": None})
+    out, info = fam.sample(params, jax.random.key(0), 4, **given)
+    assert out.shape == (4, 2) and info["nfe"] == 3
+    with pytest.raises(ConfigError, match="sampler 'euler' does not take --eta; samplers that take it: ddim"):
+        fam.sample(params, jax.random.key(0), 4, **fam.check_sample_options({"eta": 0.5}))
+    with pytest.raises(ConfigError, match="does not take --temperature"):
+        fam.sample(params, jax.random.key(0), 4, temperature=0.5)
+    # pc: the config's SNR and corrector steps are the defaults; n_corrector is an array (NFE follows it)
+    _, info = fam.sample(params, jax.random.key(0), 4, sampler="pc", steps=3)
+    assert info["nfe"] == 3 * 2
+    _, info = fam.sample(params, jax.random.key(0), 4, sampler="pc", steps=3, n_corrector=2, corrector="langevin")
+    assert info["nfe"] == 3 * 3

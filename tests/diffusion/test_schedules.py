@@ -29,6 +29,26 @@ def test_cosine_alphas_cumprod_closed_form():
     assert np.all(np.diff(got) < 0)
 
 
+@pytest.mark.parametrize("name", ["cosine", "linear"])
+def test_discrete_tables_match_their_float64_definition(name):
+    """β and ᾱ are computed in float64 on the host and cast once: each float32 entry is the float64 value
+    of the definition rounded once (relative error <= 2^-24), even where the cosine's f(T) ≈ 0 cancels."""
+    T, s = 1000, 0.008
+    if name == "cosine":
+        f = lambda t: np.cos((t / T + s) / (1 + s) * np.pi / 2) ** 2
+        abar_def = f(np.arange(T + 1, dtype=np.float64)) / f(0.0)
+        betas = np.clip(1.0 - abar_def[1:] / abar_def[:-1], 0.0, 0.999)
+    else:
+        betas = np.linspace(1e-4, 0.02, T, dtype=np.float64)
+    abar = np.cumprod(1.0 - betas)
+    sched = S.discrete_schedule(name, T)
+    assert sched.betas.dtype == sched.alphas_cumprod.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(sched.betas, np.float64), betas, rtol=2**-23, atol=0)
+    np.testing.assert_allclose(np.asarray(sched.alphas_cumprod, np.float64), abar, rtol=2**-23, atol=0)
+    if name == "cosine":
+        np.testing.assert_allclose(np.asarray(S.cosine_alphas_cumprod(T), np.float64), abar, rtol=2**-23, atol=0)
+
+
 def test_snr_and_log_snr():
     abar = np.array([0.9, 0.5, 0.01])
     a, s = jnp.sqrt(abar), jnp.sqrt(1 - abar)
