@@ -23,10 +23,14 @@ class MetricsLog:
 
     On resume from checkpoint ``resume_step``, records of later steps (written before the run was killed,
     then lost with the state) are dropped first, so the file of a resumed run equals an uninterrupted one.
+    With ``active=False`` (every process of a multi-process run but process 0) nothing is read or written.
     """
 
-    def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True):
+    def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True, active: bool = True):
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self._file = self._tb = None
+        if not active:
+            return
         if resume_step >= 0 and os.path.exists(self.path):
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
             tmp = self.path + ".tmp"
@@ -35,7 +39,6 @@ class MetricsLog:
                     f.write(json.dumps(r) + "\n")
             os.replace(tmp, self.path)
         self._file = open(self.path, "a")
-        self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
 
@@ -44,6 +47,8 @@ class MetricsLog:
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         record = {"step": int(step)}
         record.update({k: float(v) for k, v in metrics.items()})
+        if self._file is None:
+            return
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._tb is not None:
@@ -52,7 +57,8 @@ class MetricsLog:
                     self._tb.add_scalar(k, float(v), int(step))
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 

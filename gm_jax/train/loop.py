@@ -16,6 +16,7 @@ from collections.abc import Callable
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from gm_jax.core.errors import ConfigError, TrainingDiverged
 from gm_jax.core.family import Family
@@ -156,8 +157,11 @@ def _periodic_outputs(run: Run, state: TrainState, step: int, n: int, log: Metri
     if step % tcfg.checkpoint_every < n or step == tcfg.num_steps:
         run.checkpointer.save(step, state)
     if tcfg.sample_every and step % tcfg.sample_every < n and run.family.can_sample:
+        # every process draws (the compiled sampler may span all hosts' devices); process 0 writes
         x, _ = draw_samples(run.family, state.sampling_params(), run.config.seed, tcfg.num_samples)
-        save_samples(x, os.path.join(run.workdir, "samples", f"step_{step:06d}.png"), run.pipeline.spec.value_range)
+        if jax.process_index() == 0:
+            save_samples(x, os.path.join(run.workdir, "samples", f"step_{step:06d}.png"),
+                         run.pipeline.spec.value_range)
     if tcfg.eval_every and step % tcfg.eval_every < n:
         results = evaluate(run, state, tcfg.eval_batches)
         check_finite_metrics(results, step)
@@ -211,8 +215,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | Non
         run.checkpointer.close()
         return state
     os.makedirs(workdir, exist_ok=True)
-    write_config(workdir, config)
-    log = MetricsLog(workdir, resume_step=int(state.step))
+    writer = jax.process_index() == 0  # of several processes, only process 0 writes logs, samples and config
+    if writer:
+        write_config(workdir, config)
+    log = MetricsLog(workdir, resume_step=int(state.step), active=writer)
     progress = Progress(config.train.num_steps, int(state.step), config.train.progress and jax.process_index() == 0)
     try:
         state, finished = _train_steps(run, state, log, progress, stop_after)
@@ -235,14 +241,15 @@ def _finish(run: Run, state: TrainState, workdir: str, log: MetricsLog) -> None:
     check_finite_metrics(results, step)
     if results:
         log.write(step, results)
-    if run.family.can_sample and jax.process_index() == 0:
+    if run.family.can_sample:  # drawn by every process (see _periodic_outputs), written by process 0
         x, _ = draw_samples(run.family, state.sampling_params(), cfg.seed, cfg.train.num_samples)
+    if run.family.can_sample and jax.process_index() == 0:
         os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
         save_samples(x, os.path.join(workdir, "samples", f"step_{step:06d}.png"), run.pipeline.spec.value_range)
         np.savez(os.path.join(workdir, "samples", "final.npz"), samples=x)
-    records = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if not any("/" in k for k in r)]
-    names = [k for k in (records[0] if records else {}) if "loss" in k]
     if jax.process_index() == 0:
+        records = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if not any("/" in k for k in r)]
+        names = [k for k in (records[0] if records else {}) if "loss" in k]
         if names:
             save_loss_curve([r["step"] for r in records], {k: [r[k] for r in records] for k in names},
                             os.path.join(workdir, "loss.png"))
@@ -250,6 +257,8 @@ def _finish(run: Run, state: TrainState, workdir: str, log: MetricsLog) -> None:
         with open(tmp, "w") as f:
             json.dump({"step": step, **results}, f, indent=2)
         os.replace(tmp, os.path.join(workdir, FINAL_FILE))
+    if jax.process_count() > 1:  # no process returns before final.json exists: all then agree the run is complete
+        multihost_utils.sync_global_devices("gm_jax_final")
 
 
 __all__ = ["FINAL_FILE", "check_finite_metrics", "evaluate", "is_complete", "make_train_step", "prepare_training",

@@ -33,9 +33,11 @@ from gm_jax.train.config import config_from_json, config_to_json, validate_confi
 from gm_jax.train.families import build_family, upstream_fields
 
 CONFIG_FILE = "config.json"
-# Fields that may differ between a run and its resumption (everything else must match config.json).
+# Fields that may differ between a run and its resumption (everything else must match config.json);
+# train.distributed says how the run is launched, not what it computes: a checkpoint of a multi-process run
+# resumes in one process and back (the state is replicated; orbax restores it onto any mesh).
 RESUMABLE_CHANGES = ("train.num_steps", "train.progress", "train.log_every", "train.sample_every",
-                     "train.eval_every")
+                     "train.eval_every", "train.distributed")
 
 
 def check_writable(path: str, what: str = "work directory", flag: str = "--workdir") -> None:
