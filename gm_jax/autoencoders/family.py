@@ -7,28 +7,33 @@ Data and decoders. The Bernoulli decoder is only defined for binary data (``spec
 {0, 1}); grey-level data in [0, 1] is rejected with a ConfigError instead of being treated as Bernoulli
 'probabilities' (which is not a normalized likelihood; the continuous Bernoulli is not implemented) — use
 the Gaussian decoder or a binarized dataset. The Gaussian decoder works on data in ``spec.value_range``;
-on quantized data (``spec.levels > 0``) with ``model.dequantize`` the inputs get uniform noise of one bin
-width ``Δ = (hi − lo)/levels`` (centred on the value), and bits/dim include the ``D log(1/Δ)`` correction of
+on quantized data (``spec.levels > 0``) with ``model.dequantize`` each level is replaced by a uniform draw
+from the bin of width ``Δ = (hi − lo)/levels`` it owns (``gm_jax.core.uniform_dequantize``), and bits/dim
+include the ``D log(1/Δ)`` correction of
 ``gm_jax.metrics.likelihood.continuous_nll_to_bits_per_dim`` (Theis et al. 2016).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-from jax.scipy.special import logsumexp
 
 from gm_jax.autoencoders import losses
 from gm_jax.autoencoders.model import ARCHS, DECODERS, VAE, VARIANCES, Autoencoder
 from gm_jax.autoencoders.sample import sample_prior_latents
 from gm_jax.core import Batch, DataSpec, Family, Metrics, PyTree, TrainState, apply_gradients
+from gm_jax.core.dequantize import uniform_dequantize
 from gm_jax.core.errors import check_choice, require
+from gm_jax.core.family import FamilyInputs
 from gm_jax.core.optim import make_optimizer
+from gm_jax.core.options import Option
 from gm_jax.metrics.likelihood import continuous_nll_to_bits_per_dim, nats_to_bits_per_dim
 from gm_jax.nn.precision import compute_dtype
 
@@ -37,7 +42,11 @@ KINDS = ("vanilla", "denoising", "sparse")
 CORRUPTIONS = ("gaussian", "masking")
 SPARSITY_PENALTIES = ("l1", "kl")
 
-LogWeightsFn = Callable[[PyTree, jax.Array, jax.Array, int], jax.Array]
+TEMPERATURE = Option("temperature", "float", "VAE: scale τ of the prior draw z ~ N(0, τ² I)", 1.0, low=0.0,
+                     low_open=True)
+DECODER_MEAN = Option("decoder_mean", "int", "VAE: return the decoder mean E[x|z] (1) or a draw x ~ p(x|z) (0)",
+                      1, low=0, high=1)
+SAMPLE_OPTIONS: tuple[Option, ...] = (TEMPERATURE, DECODER_MEAN)
 
 
 def model_defaults() -> ml_collections.ConfigDict:
@@ -65,35 +74,6 @@ def model_defaults() -> ml_collections.ConfigDict:
     c.iwae_chunk = 64                # samples per chunk (memory bound) for nll_iwae
     c.dtype = "float32"              # conv encoder/decoder computation dtype: 'float32' | 'bfloat16'
     return c
-
-
-def iwae_nll(apply: LogWeightsFn, params: PyTree, x: jax.Array, key: jax.Array, k: int,
-             chunk: int) -> jax.Array:
-    """Per-example importance-sampled NLL ``−(logsumexp_i log w_i − log k)`` (Burda et al. 2016, eq. 8)
-    over ``k`` samples drawn ``chunk`` at a time inside one ``lax.scan``, so memory is that of ``chunk``
-    samples (k ≥ 1000 works). ``apply(params, x, key, n) -> log weights [n, B]``; chunk ``j`` uses the key
-    ``fold_in(key, j)``; the log-sum-exp is accumulated with ``logaddexp``."""
-    log_sum_exp, _ = log_weight_statistics(apply, params, x, key, k, chunk)
-    return -(log_sum_exp - math.log(k))
-
-
-def log_weight_statistics(apply: LogWeightsFn, params: PyTree, x: jax.Array, key: jax.Array, k: int,
-                          chunk: int) -> tuple[jax.Array, jax.Array]:
-    """``(logsumexp_i log w_i, Σ_i log w_i)`` per example over ``k`` log weights computed ``chunk`` at a time
-    (see :func:`iwae_nll`). ``−(first − log k)`` is the IWAE NLL, ``second / k`` the k-sample ELBO estimate;
-    by Jensen's inequality ``first − log k ≥ second / k`` for every draw."""
-    require(k >= 1 and chunk >= 1, f"k and chunk must be >= 1, got k={k}, chunk={chunk}")
-    chunk = min(chunk, k)
-    require(k % chunk == 0, f"k={k} must be a multiple of chunk={chunk}; change the number of samples or chunk")
-
-    def body(carry: tuple[jax.Array, jax.Array], j: jax.Array) -> tuple[tuple[jax.Array, jax.Array], None]:
-        log_w = apply(params, x, jax.random.fold_in(key, j), chunk)
-        total, linear_sum = carry
-        return (jnp.logaddexp(total, logsumexp(log_w, axis=0)), linear_sum + jnp.sum(log_w, axis=0)), None
-
-    init = (jnp.full((x.shape[0],), -jnp.inf, jnp.float32), jnp.zeros((x.shape[0],), jnp.float32))
-    (total, linear_sum), _ = jax.lax.scan(body, init, jnp.arange(k // chunk))
-    return total, linear_sum
 
 
 def _validate(m: ml_collections.ConfigDict, spec: DataSpec) -> None:
@@ -140,94 +120,120 @@ def build_model(m: ml_collections.ConfigDict, spec: DataSpec) -> VAE | Autoencod
     return Autoencoder(code_activation="sigmoid" if sigmoid_codes else "none", **common)
 
 
-def make_family(config: ml_collections.ConfigDict, spec: DataSpec) -> Family:
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Static pieces of one autoencoder/VAE family, shared by its pure functions."""
+
+    m: ml_collections.ConfigDict
+    spec: DataSpec
+    model: VAE | Autoencoder
+    tx: Any
+    ema_decay: float
+
+
+def init_state(s: Setup, key: jax.Array, example_batch: Batch) -> TrainState:
+    """Parameters of ``s.model`` on the example batch, the optimizer state, and the EMA copy if asked."""
+    params = s.model.init(key, jnp.asarray(example_batch["x"], jnp.float32))["params"]
+    return TrainState.create(key, params, s.tx, use_ema=s.ema_decay > 0)
+
+
+def prepare(s: Setup, key: jax.Array, x: jax.Array) -> jax.Array:
+    """``x`` as float32; with the Gaussian decoder on quantized data and ``model.dequantize``, uniformly
+    dequantized into the bin each level owns (``gm_jax.core.uniform_dequantize``, Theis et al. 2016)."""
+    x = jnp.asarray(x, jnp.float32)
+    if s.m.decoder == "gaussian" and s.spec.levels > 0 and bool(s.m.dequantize):
+        x = uniform_dequantize(key, x, s.spec.value_range, s.spec.levels)
+    return x
+
+
+def encode_fn(s: Setup, params: PyTree) -> losses.EncodeFn:
+    """``x -> (μ, log σ²)`` of ``q(z|x)``."""
+    return lambda x: s.model.apply({"params": params}, x, method=VAE.encode)
+
+
+def log_likelihood_fn(s: Setup, params: PyTree) -> losses.LogLikelihoodFn:
+    """``(x, z) -> log p(x|z)`` per example."""
+    return lambda x, z: s.model.apply({"params": params}, x, z, method=VAE.log_likelihood)
+
+
+def vae_loss(s: Setup, key: jax.Array, x: jax.Array, params: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """``mean(β KL − log p(x|z))``: the negative ELBO for β = 1 (Kingma & Welling 2014, eq. 10; β-VAE,
+    Higgins et al. 2017), and the metrics ``loss``, ``elbo``, ``kl``, ``recon``."""
+    bound, recon_ll, kl = losses.elbo(key, x, encode_fn(s, params), log_likelihood_fn(s, params))
+    loss = jnp.mean(float(s.m.beta) * kl - recon_ll)
+    return loss, {"loss": loss, "elbo": jnp.mean(bound), "kl": jnp.mean(kl), "recon": -jnp.mean(recon_ll)}
+
+
+def vae_train_step(s: Setup, state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
+    """One gradient step on :func:`vae_loss`."""
+    key_dq, key_z = jax.random.split(key)
+    x = prepare(s, key_dq, batch["x"])
+    grads, metrics = jax.grad(partial(vae_loss, s, key_z, x), has_aux=True)(state.params)
+    return apply_gradients(state, s.tx, grads, s.ema_decay), metrics
+
+
+def vae_evaluate(s: Setup, params: PyTree, batch: Batch, key: jax.Array) -> Metrics:
+    """Per-example means over the batch: ``elbo`` (k-sample estimate, the mean of the same k log weights
+    as the IWAE bound, so ``nll_iwae ≤ −elbo`` always), ``kl`` (analytic), ``recon = −elbo − kl``,
+    ``nll_iwae`` (k = model.eval_iwae_k, nats; Burda et al. 2016, eq. 8) and ``bits_per_dim`` of ``nll_iwae``
+    (with the ``D log(1/Δ)`` dequantization correction on quantized data)."""
+    key_dq, key_iw = jax.random.split(key)
+    x = prepare(s, key_dq, batch["x"])
+    encode, log_likelihood = encode_fn(s, params), log_likelihood_fn(s, params)
+
+    def log_weights(key: jax.Array, x: jax.Array, n: int) -> jax.Array:
+        return losses.importance_log_weights(key, x, encode, log_likelihood, n)
+
+    bound_k, bound = losses.iwae_estimates(log_weights, key_iw, x, int(s.m.eval_iwae_k), int(s.m.iwae_chunk))
+    nll = -bound_k
+    kl = losses.gaussian_kl_standard_normal(*encode(x))
+    num_dims = math.prod(s.spec.shape)
+    if s.m.decoder == "gaussian" and s.spec.levels > 0:
+        bpd = continuous_nll_to_bits_per_dim(nll, num_dims, tuple(s.spec.value_range), s.spec.levels)
+    else:
+        bpd = nats_to_bits_per_dim(nll, num_dims)
+    return {"elbo": jnp.mean(bound), "kl": jnp.mean(kl), "recon": -jnp.mean(bound + kl),
+            "nll_iwae": jnp.mean(nll), "bits_per_dim": jnp.mean(bpd)}
+
+
+def vae_draw(s: Setup, params: PyTree, key: jax.Array, temperature: jax.Array, num: int,
+             decoder_mean: bool) -> jax.Array:
+    """``E[x|z]`` (or ``x ~ p(x|z)``) with ``z ~ N(0, τ² I)``, clipped to ``spec.value_range``."""
+    key_z, key_x = jax.random.split(key)
+    z = sample_prior_latents(key_z, num, int(s.m.latent_dim), temperature)
+    if decoder_mean:
+        x = s.model.apply({"params": params}, z, method=VAE.decoder_mean)
+    else:
+        x = s.model.apply({"params": params}, key_x, z, method=VAE.decoder_sample)
+    return jnp.clip(x, *s.spec.value_range)
+
+
+def vae_sample(s: Setup, draw: Callable, params: PyTree, key: jax.Array, num: int,
+               temperature: float | None = None, decoder_mean: int | None = None) -> tuple[jax.Array, dict[str, Any]]:
+    """``num`` images ``E[x|z]`` (or draws from ``p(x|z)`` with ``decoder_mean=0``), ``z ~ N(0, τ² I)``,
+    clipped to ``spec.value_range``; ``info = {"nfe": 1}`` (one decoder pass). ``draw``: :func:`vae_draw`
+    jitted with ``num`` and ``decoder_mean`` static."""
+    t = TEMPERATURE.check(TEMPERATURE.default if temperature is None else temperature)
+    mean = DECODER_MEAN.check(DECODER_MEAN.default if decoder_mean is None else decoder_mean)
+    return draw(params, key, jnp.asarray(t, jnp.float32), num, bool(mean)), {"nfe": 1}
+
+
+def make_family(config: ml_collections.ConfigDict, spec: DataSpec, inputs: FamilyInputs = FamilyInputs()
+                ) -> Family:
     """Autoencoder or VAE family from ``config.model`` (see :func:`model_defaults`) and ``config.optim``."""
+    del inputs  # no evaluation images or upstream runs are needed
     m = config.model
     _validate(m, spec)
-    model = build_model(m, spec)
-    tx = make_optimizer(config.optim)
-    ema_decay = float(config.optim.get("ema_decay", 0.0))
-    event_ndim = len(spec.shape)
-    num_dims = math.prod(spec.shape)
-    lo, hi = (float(v) for v in spec.value_range)
-
-    def init(key: jax.Array, example_batch: Batch) -> TrainState:
-        params = model.init(key, jnp.asarray(example_batch["x"], jnp.float32))["params"]
-        return TrainState.create(key, params, tx, use_ema=ema_decay > 0)
-
+    s = Setup(m, spec, build_model(m, spec), make_optimizer(config.optim),
+              float(config.optim.get("ema_decay", 0.0)))
+    init = partial(init_state, s)
     if m.family == "autoencoder":
-        train_step, evaluate = _autoencoder_fns(m, model, tx, ema_decay, event_ndim, lo)
+        train_step, evaluate = _autoencoder_fns(m, s.model, s.tx, s.ema_decay, len(spec.shape),
+                                                float(spec.value_range[0]))
         return Family(name="autoencoder", init=init, train_step=train_step, sample=None, evaluate=evaluate)
-
-    gaussian = m.decoder == "gaussian"
-    dequantize = gaussian and spec.levels > 0 and bool(m.dequantize)
-    bin_width = (hi - lo) / spec.levels if spec.levels > 0 else 0.0
-    beta = float(m.beta)
-    k, chunk = int(m.eval_iwae_k), int(m.iwae_chunk)
-
-    def prepare(key: jax.Array, x: jax.Array) -> jax.Array:
-        x = jnp.asarray(x, jnp.float32)
-        if dequantize:
-            x = x + bin_width * (jax.random.uniform(key, x.shape) - 0.5)
-        return x
-
-    def encode_fn(params: PyTree) -> losses.EncodeFn:
-        return lambda x: model.apply({"params": params}, x, method=VAE.encode)
-
-    def log_likelihood_fn(params: PyTree) -> losses.LogLikelihoodFn:
-        return lambda x, z: model.apply({"params": params}, x, z, method=VAE.log_likelihood)
-
-    def log_weights(params: PyTree, x: jax.Array, key: jax.Array, n: int) -> jax.Array:
-        return losses.importance_log_weights(key, x, encode_fn(params), log_likelihood_fn(params), n)
-
-    def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
-        key_dq, key_z = jax.random.split(key)
-        x = prepare(key_dq, batch["x"])
-
-        def loss_fn(params: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
-            bound, recon_ll, kl = losses.elbo(key_z, x, encode_fn(params), log_likelihood_fn(params))
-            loss = jnp.mean(beta * kl - recon_ll)
-            return loss, {"loss": loss, "elbo": jnp.mean(bound), "kl": jnp.mean(kl), "recon": -jnp.mean(recon_ll)}
-
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-        return apply_gradients(state, tx, grads, ema_decay), metrics
-
-    @jax.jit
-    def evaluate(params: PyTree, batch: Batch, key: jax.Array) -> Metrics:
-        """Per-example means over the batch: ``elbo`` (k-sample estimate, the mean of the same k log weights
-        as the IWAE bound, so ``nll_iwae ≤ −elbo`` always), ``kl`` (analytic), ``recon = −elbo − kl``,
-        ``nll_iwae`` (k = model.eval_iwae_k, nats) and ``bits_per_dim`` of ``nll_iwae``."""
-        key_dq, key_iw = jax.random.split(key)
-        x = prepare(key_dq, batch["x"])
-        log_sum_exp, sum_log_w = log_weight_statistics(log_weights, params, x, key_iw, k, chunk)
-        nll = -(log_sum_exp - math.log(k))
-        bound = sum_log_w / k
-        kl = losses.gaussian_kl_standard_normal(*encode_fn(params)(x))
-        if gaussian and spec.levels > 0:
-            bpd = continuous_nll_to_bits_per_dim(nll, num_dims, (lo, hi), spec.levels)
-        else:
-            bpd = nats_to_bits_per_dim(nll, num_dims)
-        return {"elbo": jnp.mean(bound), "kl": jnp.mean(kl), "recon": -jnp.mean(bound + kl),
-                "nll_iwae": jnp.mean(nll), "bits_per_dim": jnp.mean(bpd)}
-
-    def sample(params: PyTree, key: jax.Array, num: int, temperature: float | jax.Array = 1.0,
-               decoder_mean: bool = True) -> tuple[jax.Array, dict[str, Any]]:
-        """``num`` images ``E[x|z]`` (or ``x ~ p(x|z)`` with ``decoder_mean=False``), ``z ~ N(0, τ² I)``,
-        clipped to ``spec.value_range``; ``info = {"nfe": 1}`` (one decoder pass)."""
-        return _sample(params, key, jnp.asarray(temperature, jnp.float32), num, decoder_mean), {"nfe": 1}
-
-    @jax.jit(static_argnames=("num", "decoder_mean"))
-    def _sample(params: PyTree, key: jax.Array, temperature: jax.Array, num: int,
-                decoder_mean: bool) -> jax.Array:
-        key_z, key_x = jax.random.split(key)
-        z = sample_prior_latents(key_z, num, int(m.latent_dim), temperature)
-        if decoder_mean:
-            x = model.apply({"params": params}, z, method=VAE.decoder_mean)
-        else:
-            x = model.apply({"params": params}, key_x, z, method=VAE.decoder_sample)
-        return jnp.clip(x, lo, hi)
-
-    return Family(name="vae", init=init, train_step=train_step, sample=sample, evaluate=evaluate)
+    draw = jax.jit(partial(vae_draw, s), static_argnames=("num", "decoder_mean"))
+    return Family(name="vae", init=init, train_step=partial(vae_train_step, s), sample=partial(vae_sample, s, draw),
+                  evaluate=jax.jit(partial(vae_evaluate, s)), sample_options=SAMPLE_OPTIONS)
 
 
 def _autoencoder_fns(m: ml_collections.ConfigDict, model: Autoencoder, tx: Any, ema_decay: float,
@@ -284,4 +290,5 @@ def _autoencoder_fns(m: ml_collections.ConfigDict, model: Autoencoder, tx: Any, 
     return train_step, evaluate
 
 
-__all__ = ["build_model", "iwae_nll", "log_weight_statistics", "make_family", "model_defaults"]
+__all__ = ["SAMPLE_OPTIONS", "Setup", "build_model", "make_family", "model_defaults", "vae_evaluate", "vae_sample",
+           "vae_train_step"]

@@ -12,12 +12,13 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import logsumexp
 
 from gm_jax.core.errors import require
-from gm_jax.metrics.likelihood import iwae_bound as _iwae_from_log_weights
 
 EncodeFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 LogLikelihoodFn = Callable[[jax.Array, jax.Array], jax.Array]
+LogWeightsFn = Callable[[jax.Array, jax.Array, int], jax.Array]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -88,12 +89,29 @@ def importance_log_weights(key: jax.Array, x: jax.Array, encode: EncodeFn, log_l
     return log_px_z + standard_normal_log_prob(z) - log_q
 
 
-def iwae_bound(key: jax.Array, x: jax.Array, encode: EncodeFn, log_likelihood: LogLikelihoodFn,
-               num_samples: int) -> jax.Array:
-    """Per-example importance-weighted bound ``L_k = log (1/k) Σ_i w_i`` (Burda et al. 2016, eq. 8),
-    a lower bound on ``log p(x)``; ``L_1`` is an (MC-KL) ELBO and ``E[L_k]`` grows with ``k``."""
-    require(num_samples >= 1, f"num_samples must be >= 1, got {num_samples}")
-    return _iwae_from_log_weights(importance_log_weights(key, x, encode, log_likelihood, num_samples), axis=0)
+def iwae_estimates(log_weights: LogWeightsFn, key: jax.Array, x: jax.Array, k: int,
+                   chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """Per-example ``(L_k, mean_i log w_i)`` over ``k`` importance log weights, drawn ``chunk`` at a time.
+
+    ``L_k = logsumexp_i log w_i − log k`` is the importance-weighted bound on ``log p(x)`` (Burda et al.
+    2016, eq. 8; ``−L_k`` the IWAE NLL, the convention of ``gm_jax.metrics.likelihood.iwae_bound``);
+    ``mean_i log w_i`` is the k-sample ELBO estimate, and ``L_k ≥ mean_i log w_i`` for every draw (Jensen).
+    ``log_weights(key, x, n) -> [n, B]`` (e.g. :func:`importance_log_weights` with the encoder and decoder
+    bound); chunk ``j`` uses ``fold_in(key, j)`` inside one ``lax.scan`` and the log-sum-exp is accumulated
+    with ``logaddexp``, so memory is that of ``chunk`` samples (k ≥ 1000 works). ``chunk=None``: all at once."""
+    chunk = k if chunk is None else chunk
+    require(k >= 1 and chunk >= 1, f"k and chunk must be >= 1, got k={k}, chunk={chunk}")
+    chunk = min(chunk, k)
+    require(k % chunk == 0, f"k={k} must be a multiple of chunk={chunk}; change the number of samples or chunk")
+
+    def body(carry: tuple[jax.Array, jax.Array], j: jax.Array) -> tuple[tuple[jax.Array, jax.Array], None]:
+        log_w = log_weights(jax.random.fold_in(key, j), x, chunk)
+        total, linear_sum = carry
+        return (jnp.logaddexp(total, logsumexp(log_w, axis=0)), linear_sum + jnp.sum(log_w, axis=0)), None
+
+    init = (jnp.full((x.shape[0],), -jnp.inf, jnp.float32), jnp.zeros((x.shape[0],), jnp.float32))
+    (total, linear_sum), _ = jax.lax.scan(body, init, jnp.arange(k // chunk))
+    return total - math.log(k), linear_sum / k
 
 
 def l1_activity_penalty(codes: jax.Array) -> jax.Array:

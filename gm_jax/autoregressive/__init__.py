@@ -1,5 +1,7 @@
 """Autoregressive image models: masked convolutions, gated PixelCNN, exact discrete likelihoods and
-sequential sampling (van den Oord et al. 2016a, 2016b; Salimans et al. 2017)."""
+sequential sampling (van den Oord et al. 2016a, 2016b; Salimans et al. 2017). The masked convolutions and
+the gated PixelCNN live in :mod:`gm_jax.nn.pixelcnn` (shared with the VQ-VAE code prior); they are part of
+this package's API."""
 
 from gm_jax.autoregressive.likelihood import (
     categorical_log_prob,
@@ -10,12 +12,19 @@ from gm_jax.autoregressive.likelihood import (
     levels_to_values,
     values_to_levels,
 )
-from gm_jax.autoregressive.masks import MaskedConv, autoregressive_mask, channel_groups, masked_conv2d, shift_down
-from gm_jax.autoregressive.model import GatedPixelCNN, gated_activation
 from gm_jax.autoregressive.sample import (
     sample_categorical,
     sample_discretized_logistic_mixture,
     sequential_sample,
+)
+from gm_jax.nn.pixelcnn import (
+    GatedPixelCNN,
+    MaskedConv,
+    autoregressive_mask,
+    channel_groups,
+    gated_activation,
+    masked_conv2d,
+    shift_down,
 )
 
 __all__ = [

@@ -11,6 +11,8 @@ learning rate, momentum and schedule come from ``config.optim`` like every other
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Any
 
 import jax
@@ -19,11 +21,14 @@ import ml_collections
 
 from gm_jax.classical import mixtures, rbm
 from gm_jax.core.errors import check_choice, require
-from gm_jax.core.family import Batch, DataSpec, Family, Metrics
+from gm_jax.core.family import Batch, DataSpec, Family, FamilyInputs, Metrics
 from gm_jax.core.optim import make_optimizer
+from gm_jax.core.options import Option
 from gm_jax.core.state import TrainState
 
 FAMILIES = ("gmm", "bernoulli_mixture", "rbm")
+STEPS = Option("steps", "int", "RBM: block Gibbs sweeps of each sampling chain", 1000, low=1)
+SAMPLE_OPTIONS: tuple[Option, ...] = (STEPS,)
 
 
 def model_defaults() -> ml_collections.ConfigDict:
@@ -45,52 +50,84 @@ def model_defaults() -> ml_collections.ConfigDict:
         ais_chains=64, ais_betas=1000, ais_schedule="sm08", sample_steps=1000))
 
 
-def make_family(config: Any, spec: DataSpec) -> Family:
-    """The family named by ``config.model.family``. Metrics: ``loss`` (mean negative log-likelihood of the
-    batch in nats per example for the mixtures; reconstruction error for the RBM); ``evaluate`` returns
-    ``nll`` in nats per example (for the RBM ``mean F(v) + log Z`` with ``log Z`` from AIS, plus ``log_z``
-    and its standard error ``log_z_stderr``)."""
+def check_config(config: Any, spec: DataSpec) -> None:
+    """One-line ConfigErrors for a family name, data or RBM sizes this module cannot train."""
     cfg = config.model
     kind = cfg.family
     check_choice("model.family", kind, FAMILIES)
     if kind != "gmm":
         require(spec.binary, f"model.family={kind!r} needs binary data (values in {{0, 1}}); binarize the "
                 "dataset or use model.family='gmm'")
-    dims = 1
-    for d in spec.shape:
-        dims *= d
     if kind == "rbm":
         require(getattr(config, "optim", None) is not None, "model.family='rbm' needs config.optim (its "
                 "learning rate); start from gm_jax.train.config.base_config()")
-        parts = _rbm_family(cfg, dims, config.optim)
+        require(cfg.num_hidden >= 1 and cfg.cd_steps >= 1 and cfg.num_chains >= 1,
+                f"model.num_hidden, model.cd_steps and model.num_chains must be >= 1, got {cfg.num_hidden}, "
+                f"{cfg.cd_steps}, {cfg.num_chains}")
+        require(int(cfg.sample_steps) >= 1, f"model.sample_steps must be >= 1, got {cfg.sample_steps}")
+
+
+def flat_batch(spec: DataSpec, kind: str, batch: Batch) -> jax.Array:
+    """``batch['x']`` as float32 vectors ``[B, D]`` (checked binary for the Bernoulli models)."""
+    x = jnp.asarray(batch["x"], jnp.float32)
+    require(tuple(x.shape[1:]) == tuple(spec.shape),
+            f"batch['x'] has example shape {tuple(x.shape[1:])}, expected {tuple(spec.shape)}")
+    if kind != "gmm":
+        mixtures.check_binary(x)
+    return x.reshape(x.shape[0], math.prod(spec.shape))
+
+
+def as_examples(spec: DataSpec, kind: str, x: jax.Array) -> jax.Array:
+    """Flat samples ``[N, D]`` back in the example shape; Gaussian-mixture images clipped to the range."""
+    x = x.reshape((x.shape[0], *spec.shape))
+    if kind == "gmm" and spec.is_image:
+        x = jnp.clip(x, *spec.value_range)
+    return x
+
+
+def sample_mixture(spec: DataSpec, kind: str, draw: Any, params: Any, key: jax.Array,
+                   num: int) -> tuple[jax.Array, dict[str, Any]]:
+    """``num`` ancestral samples of a mixture (``draw(params, key, num) -> [num, D]``); no options."""
+    return as_examples(spec, kind, draw(params, key, num)), {}
+
+
+def sample_rbm(spec: DataSpec, steps_option: Option, params: Any, key: jax.Array, num: int,
+               steps: int | None = None) -> tuple[jax.Array, dict[str, Any]]:
+    """``num`` RBM samples after ``steps`` block Gibbs sweeps from uniform noise (default
+    ``config.model.sample_steps``)."""
+    steps = steps_option.check(steps_option.default if steps is None else steps)
+    return as_examples(spec, "rbm", rbm.sample_rbm(params, key, num, steps)[0]), {}
+
+
+def make_family(config: Any, spec: DataSpec, inputs: FamilyInputs = FamilyInputs()) -> Family:
+    """The family named by ``config.model.family``. Metrics: ``loss`` (mean negative log-likelihood of the
+    batch in nats per example for the mixtures; reconstruction error for the RBM); ``evaluate`` returns
+    ``nll`` in nats per example (for the RBM ``mean F(v) + log Z`` with ``log Z`` from AIS, plus ``log_z``
+    and its standard error ``log_z_stderr``). The RBM's sample takes ``steps`` (Gibbs sweeps)."""
+    del inputs  # no evaluation images or upstream runs are needed
+    check_config(config, spec)
+    cfg, kind = config.model, config.model.family
+    dims = math.prod(spec.shape)
+    if kind == "rbm":
+        init, train_step, evaluate = _rbm_family(cfg, dims, config.optim)
+        options = (STEPS.narrowed(default=int(cfg.sample_steps)),)
+        sample = partial(sample_rbm, spec, options[0])
     else:
-        parts = {"gmm": _gmm_family, "bernoulli_mixture": _bernoulli_family}[kind](cfg, dims)
-    init, train_step, sample_flat, evaluate = parts
-
-    def flat(batch: Batch) -> jax.Array:
-        x = jnp.asarray(batch["x"], jnp.float32)
-        require(tuple(x.shape[1:]) == tuple(spec.shape),
-                f"batch['x'] has example shape {tuple(x.shape[1:])}, expected {tuple(spec.shape)}")
-        if kind != "gmm":
-            mixtures.check_binary(x)
-        return x.reshape(x.shape[0], dims)
-
-    def sample(params: Any, key: jax.Array, num: int, **kwargs: Any) -> tuple[jax.Array, dict[str, Any]]:
-        x = sample_flat(params, key, num, **kwargs).reshape((num, *spec.shape))
-        if kind == "gmm" and spec.is_image:
-            x = jnp.clip(x, *spec.value_range)
-        return x, {}
-
+        init, train_step, draw, evaluate = {"gmm": _gmm_family, "bernoulli_mixture": _bernoulli_family}[kind](cfg)
+        options = ()
+        sample = partial(sample_mixture, spec, kind, draw)
+    flat = partial(flat_batch, spec, kind)
     return Family(name=kind, init=lambda key, batch: init(key, flat(batch)),
                   train_step=lambda state, batch, key: train_step(state, flat(batch), key),
-                  sample=sample, evaluate=lambda params, batch, key: evaluate(params, flat(batch), key))
+                  sample=sample, evaluate=lambda params, batch, key: evaluate(params, flat(batch), key),
+                  sample_options=options)
 
 
 def _em_state(key: jax.Array, params: Any) -> TrainState:
     return TrainState.create(key, params)
 
 
-def _gmm_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
+def _gmm_family(cfg: Any) -> tuple[Any, Any, Any, Any]:
     cov = cfg.covariance_type
     em = mixtures.gaussian_mixture_em(cfg.num_components, cov, cfg.reg_covar)
 
@@ -110,7 +147,7 @@ def _gmm_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
     return init, train_step, sample, evaluate
 
 
-def _bernoulli_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
+def _bernoulli_family(cfg: Any) -> tuple[Any, Any, Any, Any]:
     em = mixtures.bernoulli_mixture_em(cfg.num_components, cfg.smoothing)
 
     def init(key: jax.Array, x: jax.Array) -> TrainState:
@@ -129,10 +166,7 @@ def _bernoulli_family(cfg: Any, dims: int) -> tuple[Any, Any, Any, Any]:
     return init, train_step, sample, evaluate
 
 
-def _rbm_family(cfg: Any, dims: int, optim: Any) -> tuple[Any, Any, Any, Any]:
-    require(cfg.num_hidden >= 1 and cfg.cd_steps >= 1 and cfg.num_chains >= 1,
-            f"model.num_hidden, model.cd_steps and model.num_chains must be >= 1, got {cfg.num_hidden}, "
-            f"{cfg.cd_steps}, {cfg.num_chains}")
+def _rbm_family(cfg: Any, dims: int, optim: Any) -> tuple[Any, Any, Any]:
     cd = rbm.contrastive_divergence(cfg.cd_steps, weight_decay=cfg.weight_decay, persistent=cfg.persistent,
                                     optimizer=make_optimizer(optim))
 
@@ -148,10 +182,6 @@ def _rbm_family(cfg: Any, dims: int, optim: Any) -> tuple[Any, Any, Any, Any]:
                               extra=cd_state.chains)
         return state, {"loss": m["reconstruction_error"], **m}
 
-    def sample(params: Any, key: jax.Array, num: int, num_steps: Any = None) -> jax.Array:
-        steps = cfg.sample_steps if num_steps is None else num_steps
-        return rbm.sample_rbm(params, key, num, steps)[0]
-
     def evaluate(params: Any, x: jax.Array, key: jax.Array) -> Metrics:
         """AIS (Salakhutdinov & Murray 2008) with the base-rate model of this batch's marginals."""
         log_z, stderr = rbm.ais_log_partition(params, key, rbm.base_rate_visible_bias(x), cfg.ais_chains,
@@ -159,4 +189,4 @@ def _rbm_family(cfg: Any, dims: int, optim: Any) -> tuple[Any, Any, Any, Any]:
         return {"nll": rbm.negative_log_likelihood(params, x, log_z), "log_z": log_z,
                 "log_z_stderr": stderr}
 
-    return init, train_step, sample, evaluate
+    return init, train_step, evaluate

@@ -112,10 +112,16 @@ def gaussian_component_log_prob(params: Params, x: jax.Array, covariance_type: s
     return -0.5 * (d * math.log(2.0 * math.pi) + log_det[None] + maha)
 
 
+def mixture_joint_log_prob(params: Params, component_log_prob: jax.Array) -> jax.Array:
+    """``log pi_k + log p(x_n | k)``, ``[N, K]``, from the component log-likelihoods ``[N, K]`` (Bishop 2006,
+    eq. 9.7 in logs): its log-sum-exp over ``k`` is ``log p(x_n)``, its softmax the responsibilities."""
+    return jnp.log(params["weights"])[None] + component_log_prob
+
+
 @functools.partial(jax.jit, static_argnames=('covariance_type',))
 def gmm_log_density(params: Params, x: jax.Array, covariance_type: str) -> jax.Array:
     """``log p(x_n) = log sum_k pi_k N(x_n | mu_k, Sigma_k)`` (Bishop 2006, eq. 9.14), ``[N]``."""
-    joint = jnp.log(params["weights"])[None] + gaussian_component_log_prob(params, x, covariance_type)
+    joint = mixture_joint_log_prob(params, gaussian_component_log_prob(params, x, covariance_type))
     return jax.nn.logsumexp(joint, axis=1)
 
 
@@ -123,7 +129,7 @@ def gmm_log_density(params: Params, x: jax.Array, covariance_type: str) -> jax.A
 def gmm_responsibilities(params: Params, x: jax.Array, covariance_type: str) -> jax.Array:
     """E-step ``gamma_nk = pi_k N(x_n|mu_k,Sigma_k) / sum_j pi_j N(x_n|mu_j,Sigma_j)`` (Bishop 2006,
     eq. 9.23), ``[N, K]``; each row sums to one."""
-    joint = jnp.log(params["weights"])[None] + gaussian_component_log_prob(params, x, covariance_type)
+    joint = mixture_joint_log_prob(params, gaussian_component_log_prob(params, x, covariance_type))
     return jax.nn.softmax(joint, axis=1)
 
 
@@ -173,7 +179,7 @@ def gaussian_mixture_em(num_components: int, covariance_type: str = "full",
     def step(params: Params, x: jax.Array) -> tuple[Params, dict[str, jax.Array]]:
         x = jnp.asarray(x, jnp.float32)
         _check_data(x, num_components)
-        joint = jnp.log(params["weights"])[None] + gaussian_component_log_prob(params, x, covariance_type)
+        joint = mixture_joint_log_prob(params, gaussian_component_log_prob(params, x, covariance_type))
         log_lik = jax.nn.logsumexp(joint, axis=1)
         resp = jnp.exp(joint - log_lik[:, None])
         new = gmm_m_step(x, resp, covariance_type, reg_covar)
@@ -215,14 +221,14 @@ def bernoulli_component_log_prob(params: Params, x: jax.Array) -> jax.Array:
 @jax.jit
 def bernoulli_mixture_log_density(params: Params, x: jax.Array) -> jax.Array:
     """``log p(x_n) = log sum_k pi_k prod_d mu_kd^x (1 - mu_kd)^(1-x)`` (Bishop 2006, eq. 9.47), ``[N]``."""
-    joint = jnp.log(params["weights"])[None] + bernoulli_component_log_prob(params, x)
+    joint = mixture_joint_log_prob(params, bernoulli_component_log_prob(params, x))
     return jax.nn.logsumexp(joint, axis=1)
 
 
 @jax.jit
 def bernoulli_mixture_responsibilities(params: Params, x: jax.Array) -> jax.Array:
     """E-step (Bishop 2006, eq. 9.56), ``[N, K]``; each row sums to one."""
-    joint = jnp.log(params["weights"])[None] + bernoulli_component_log_prob(params, x)
+    joint = mixture_joint_log_prob(params, bernoulli_component_log_prob(params, x))
     return jax.nn.softmax(joint, axis=1)
 
 
@@ -266,7 +272,7 @@ def bernoulli_mixture_em(num_components: int, smoothing: float = 1.0) -> EMUpdat
         x = jnp.asarray(x, jnp.float32)
         _check_data(x, num_components)
         check_binary(x)
-        joint = jnp.log(params["weights"])[None] + bernoulli_component_log_prob(params, x)
+        joint = mixture_joint_log_prob(params, bernoulli_component_log_prob(params, x))
         log_lik = jax.nn.logsumexp(joint, axis=1)
         resp = jnp.exp(joint - log_lik[:, None])
         mean_ll = jnp.mean(log_lik)

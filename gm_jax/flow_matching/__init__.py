@@ -3,6 +3,6 @@
 the flow-matching family."""
 
 from gm_jax.flow_matching import coupling, family, losses, model, ode, paths
-from gm_jax.flow_matching.family import make_family, model_defaults
+from gm_jax.flow_matching.family import SAMPLE_OPTIONS, make_family, model_defaults
 
-__all__ = ["coupling", "family", "losses", "make_family", "model", "model_defaults", "ode", "paths"]
+__all__ = ["SAMPLE_OPTIONS", "coupling", "family", "losses", "make_family", "model", "model_defaults", "ode", "paths"]

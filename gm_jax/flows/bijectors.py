@@ -23,8 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 
 # dequantization lives in gm_jax.core (shared with flow matching); re-exported for existing callers
-from gm_jax.core.dequantize import bin_width as bin_width
-from gm_jax.core.dequantize import uniform_dequantize as uniform_dequantize
 from gm_jax.core.errors import check_choice, require
 
 MASKS = ("checkerboard", "channel")

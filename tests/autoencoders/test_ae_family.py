@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gm_jax.autoencoders import losses
-from gm_jax.autoencoders.family import iwae_nll, log_weight_statistics, make_family, model_defaults
+from gm_jax.autoencoders.family import SAMPLE_OPTIONS, make_family, model_defaults
 from gm_jax.core import ConfigError, DataSpec, TrainState
 from tests.autoencoders import linear_gaussian_toy as toy
 
@@ -99,8 +99,8 @@ def test_autoencoders_reduce_loss(model):
     assert float(ev["mse"]) >= 0 and np.isfinite(float(ev["recon"]))
 
 
-def test_iwae_nll_chunked_matches_direct_and_exact_marginal():
-    def apply(params, x, key, n):
+def test_iwae_estimates_chunked_match_direct_and_exact_marginal():
+    def apply(key, x, n):
         return losses.importance_log_weights(key, x, toy.encode_off, toy.log_likelihood, n)
 
     x = jnp.asarray(toy.sample_x(4, seed=3))
@@ -108,19 +108,33 @@ def test_iwae_nll_chunked_matches_direct_and_exact_marginal():
 
     @jax.jit
     def run(x, key):
-        direct = jnp.concatenate([apply(None, x, jax.random.fold_in(key, j), 4) for j in range(3)])
-        return iwae_nll(apply, None, x, key, 12, 4), log_weight_statistics(apply, None, x, key, 12, 4), direct
+        direct = jnp.concatenate([apply(jax.random.fold_in(key, j), x, 4) for j in range(3)])
+        return losses.iwae_estimates(apply, key, x, 12, 4), direct
 
-    nll, (lse, total), direct = run(x, key)
-    np.testing.assert_allclose(nll, -(jax.scipy.special.logsumexp(direct, axis=0) - math.log(12)), rtol=1e-5)
-    np.testing.assert_allclose(total / 12, jnp.mean(direct, axis=0), rtol=1e-5)
-    np.testing.assert_allclose(lse, jax.scipy.special.logsumexp(direct, axis=0), rtol=1e-5)
+    (bound_k, mean_log_w), direct = run(x, key)
+    np.testing.assert_allclose(bound_k, jax.scipy.special.logsumexp(direct, axis=0) - math.log(12), rtol=1e-5)
+    np.testing.assert_allclose(mean_log_w, jnp.mean(direct, axis=0), rtol=1e-5)
+    assert np.all(np.asarray(bound_k) >= np.asarray(mean_log_w) - 1e-5)  # Jensen
 
-    def exact(params, x, key, n):
+    def exact(key, x, n):
         return losses.importance_log_weights(key, x, toy.encode_exact, toy.log_likelihood, n)
 
-    big = jax.jit(lambda x, key: iwae_nll(exact, None, x, key, 2000, 250))(x, key)
-    np.testing.assert_allclose(big, -toy.log_marginal(np.asarray(x, np.float64)), rtol=1e-4, atol=1e-4)
+    big = jax.jit(lambda x, key: losses.iwae_estimates(exact, key, x, 2000, 250)[0])(x, key)
+    np.testing.assert_allclose(big, toy.log_marginal(np.asarray(x, np.float64)), rtol=1e-4, atol=1e-4)
+
+
+def test_vae_declares_its_sample_options_and_checks_them():
+    vae = make_family(make_config(), BINARY)
+    assert vae.sample_options == SAMPLE_OPTIONS and vae.conditioning == ()
+    assert {o.name for o in SAMPLE_OPTIONS} == {"temperature", "decoder_mean"}
+    with pytest.raises(ConfigError, match="temperature"):
+        vae.check_sample_options({"temperature": 0.0})
+    with pytest.raises(ConfigError, match="does not take --steps"):
+        vae.check_sample_options({"steps": 3})
+    state = jax.jit(vae.init)(jax.random.key(0), batch_for(BINARY))
+    with pytest.raises(ConfigError, match="temperature"):
+        vae.sample(state.params, jax.random.key(1), 2, temperature=-1.0)
+    assert make_family(make_config(family="autoencoder"), BINARY).sample_options == ()
 
 
 @pytest.mark.parametrize("model,spec,match", [

@@ -73,7 +73,8 @@ def test_iwae_equals_log_marginal_for_exact_posterior():
     # With q = p(z|x) every log weight equals log p(x), so L_k = log p(x) for every draw and every k.
     x = jnp.asarray(toy.sample_x(6, seed=0))
     ref = toy.log_marginal(np.asarray(x, np.float64))
-    iw = jax.jit(lambda key, x: losses.iwae_bound(key, x, toy.encode_exact, toy.log_likelihood, 7))
+    iw = jax.jit(lambda key, x: losses.iwae_estimates(
+        lambda k, x, n: losses.importance_log_weights(k, x, toy.encode_exact, toy.log_likelihood, n), key, x, 7)[0])
     np.testing.assert_allclose(iw(jax.random.key(1), x), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -122,9 +123,11 @@ def test_iwae_is_above_elbo_and_increases_with_k():
 def test_iwae_bound_uses_metric_convention():
     x = jnp.asarray(toy.sample_x(5, seed=2))
     lw, got, z = jax.jit(lambda key, x: (
-        losses.importance_log_weights(key, x, toy.encode_off, toy.log_likelihood, 9),
-        losses.iwae_bound(key, x, toy.encode_off, toy.log_likelihood, 9),
-        losses.reparameterize(key, *toy.encode_off(x), num_samples=9)))(jax.random.key(0), x)
+        losses.importance_log_weights(jax.random.fold_in(key, 0), x, toy.encode_off, toy.log_likelihood, 9),
+        # one chunk of 9: its log weights use the key fold_in(key, 0)
+        losses.iwae_estimates(lambda k, x, n: losses.importance_log_weights(
+            k, x, toy.encode_off, toy.log_likelihood, n), key, x, 9)[0],
+        losses.reparameterize(jax.random.fold_in(key, 0), *toy.encode_off(x), num_samples=9)))(jax.random.key(0), x)
     assert lw.shape == (9, 5)
     np.testing.assert_allclose(got, iwae_from_log_weights(lw, axis=0), rtol=1e-6)
     # Independent recomputation of the log weights with scipy densities.

@@ -169,6 +169,12 @@ def test_family_training_lowers_the_loss(likelihood, levels, shape):
     x, info = family.sample(state.params, jax.random.key(5), 2, label=jnp.array([0, 1]))
     assert x.shape == (2, *shape) and info["nfe"] == int(np.prod(shape))
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert family.conditioning == ("label",)
+    assert [(o.name, o.high) for o in family.sample_options] == [("temperature", None), ("label", 1)]
+    with pytest.raises(ConfigError, match="--label must be in"):
+        family.sample(state.params, jax.random.key(5), 2, label=2)
+    with pytest.raises(ConfigError, match="--label must be in"):
+        family.check_sample_options({"label": 5})
 
 
 def test_bad_input_gets_one_line_config_errors():
@@ -177,6 +183,11 @@ def test_bad_input_gets_one_line_config_errors():
     with pytest.raises(ConfigError, match="integer pixel levels") as err:
         family.init(jax.random.key(0), {"x": jnp.full((1, 4, 4, 1), 0.5 / 256)})
     assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="not class-conditional"):
+        family.sample(None, jax.random.key(0), 2, label=0)
+    with pytest.raises(ConfigError, match="--temperature must be > 0"):
+        family.sample(None, jax.random.key(0), 2, temperature=0.0)
+    assert [o.name for o in family.sample_options] == ["temperature"] and family.conditioning == ()
     with pytest.raises(ConfigError, match="model.likelihood"):
         make_family(family_config(likelihood="gaussian"), spec)
     with pytest.raises(ConfigError, match="discrete data"):

@@ -47,6 +47,9 @@ def test_gmm_family_runs_em_on_each_batch():
     np.testing.assert_allclose(float(nll), direct, rtol=1e-6)
     samples, info = fam.sample(state.params, jax.random.key(1), 7)
     assert samples.shape == (7, 2) and info == {}
+    assert fam.sample_options == () and fam.conditioning == ()
+    with pytest.raises(ConfigError, match="does not take --steps"):
+        fam.check_sample_options({"steps": 3})
 
 
 def test_bernoulli_mixture_family_and_binary_checks():
@@ -86,6 +89,14 @@ def test_rbm_family_trains_and_ais_nll_matches_exact():
     assert abs(float(out["nll"]) - exact) < 4 * float(out["log_z_stderr"]) + 1e-3
     samples, _ = fam.sample(state.params, jax.random.key(4), 6)
     assert samples.shape == (6, 2, 3, 1)
+    assert [(o.name, o.default) for o in fam.sample_options] == [("steps", 20)] and fam.conditioning == ()
+    one, _ = fam.sample(state.params, jax.random.key(4), 6, steps=1)
+    direct = rbm.sample_rbm(state.params, jax.random.key(4), 6, 1)[0]
+    np.testing.assert_array_equal(np.asarray(one).reshape(6, -1), np.asarray(direct))
+    with pytest.raises(ConfigError, match="--steps must be >= 1"):
+        fam.sample(state.params, jax.random.key(4), 6, steps=0)
+    with pytest.raises(ConfigError, match="does not take --temperature"):
+        fam.check_sample_options({"temperature": 1.0})
 
 
 def test_rbm_step_size_comes_from_config_optim():

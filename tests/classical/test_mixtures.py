@@ -88,6 +88,15 @@ def test_log_density_and_responsibilities_match_scipy(covariance_type):
     resp = np.asarray(mx.gmm_responsibilities(params, x, covariance_type))
     np.testing.assert_allclose(resp.sum(1), 1.0, atol=1e-6)
     np.testing.assert_allclose(resp, comp / comp.sum(1, keepdims=True), atol=1e-5)
+    joint = mx.mixture_joint_log_prob(params, mx.gaussian_component_log_prob(params, x, covariance_type))
+    np.testing.assert_allclose(np.asarray(joint), np.log(comp), rtol=1e-5, atol=1e-4)
+
+
+def test_mixture_joint_log_prob_adds_log_weights():
+    params = {"weights": jnp.array([0.25, 0.75])}
+    comp = jnp.array([[-1.0, -3.0], [0.5, -0.5]])
+    np.testing.assert_allclose(np.asarray(mx.mixture_joint_log_prob(params, comp)),
+                               np.log([0.25, 0.75])[None] + np.asarray(comp), rtol=1e-6)
 
 
 def test_samples_follow_the_mixture():

@@ -77,7 +77,13 @@ def test_bad_config_errors():
             make_family(_config(**{field: value}), spec)
     fam = make_family(_config(hidden=8, num_layers=1), spec)
     state = fam.init(jax.random.key(0), {"x": jnp.zeros((4, 2))})
-    with pytest.raises(ConfigError, match="num_steps must be >= 1"):
+    with pytest.raises(ConfigError, match="steps must be >= 1"):
         fam.sample(state.params, jax.random.key(0), 4, steps=0)
+    with pytest.raises(ConfigError, match="--sampler must be one of"):
+        fam.sample(state.params, jax.random.key(0), 4, sampler="rk4")
+    assert [(o.name, o.default) for o in fam.sample_options] == [
+        ("sampler", "heun"), ("steps", 50), ("rtol", 1e-5), ("atol", 1e-5)] and fam.conditioning == ()
+    with pytest.raises(ConfigError, match="does not take --temperature"):
+        fam.check_sample_options({"temperature": 1.0})
     with pytest.raises(ConfigError, match="example shape"):
         fam.train_step(state, {"x": jnp.zeros((4, 3))}, jax.random.key(0))

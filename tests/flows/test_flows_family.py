@@ -71,3 +71,9 @@ def test_bad_config_errors():
     fam = make_family(_config(num_layers=2), spec)
     with pytest.raises(ConfigError, match="example shape"):
         fam.init(jax.random.key(0), {"x": jnp.zeros((4, 3))})
+    assert [(o.name, o.default) for o in fam.sample_options] == [("temperature", 1.0)] and fam.conditioning == ()
+    with pytest.raises(ConfigError, match="--temperature must be > 0"):
+        fam.check_sample_options({"temperature": 0.0})
+    state = fam.init(jax.random.key(0), {"x": jnp.zeros((4, 2))})
+    with pytest.raises(ConfigError, match="--temperature must be > 0"):
+        fam.sample(state.params, jax.random.key(0), 2, temperature=-1.0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from gm_jax.core import ConfigError, DataSpec
+from gm_jax.core import CheckpointError, ConfigError, DataSpec, FamilyInputs, Upstream
 from gm_jax.vq import (
     EmaCodebookState,
     code_prior,
@@ -124,6 +124,42 @@ def test_vqvae_rejects_bad_config():
         make_family(vq_config("ema"), DataSpec(shape=(6, 6, 1)))
     with pytest.raises(ConfigError, match="codebook_update"):
         make_family(vq_config("kmeans"), DataSpec(shape=(8, 8, 1)))
+
+
+def _stage1_upstream(spec, **config_changes):
+    """An untrained stage-1 run as the train layer hands it over: config as a plain dict, sampling params."""
+    cfg = vq_config("ema")
+    state = make_family(cfg, spec).init(jax.random.key(0), {"x": jnp.zeros((4, *spec.shape), jnp.float32)})
+    config = cfg.to_dict()
+    config["model"].update(config_changes)
+    params = jax.tree.map(np.asarray, state.sampling_params())
+    return Upstream(config=config, params=params, step=0, workdir="/runs/stage1")
+
+
+def test_prior_family_builds_on_the_upstream_run_it_is_given():
+    spec = DataSpec(shape=(8, 8, 1), value_range=(-1.0, 1.0), levels=256)
+    cfg = vq_config("ema")
+    cfg.model.update(dict(prior_of="/runs/stage1", prior_hidden=4, prior_layers=2, temperature=0.7))
+    with pytest.raises(CheckpointError, match="was not loaded; train the VQ-VAE there first") as err:
+        make_family(cfg, spec)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="must be a stage-1 VQ-VAE run"):
+        make_family(cfg, spec, FamilyInputs(upstream={"model.prior_of": _stage1_upstream(spec, family="vae")}))
+    up = _stage1_upstream(spec)
+    family = make_family(cfg, spec, FamilyInputs(upstream={"model.prior_of": up}))
+    assert family.name == "vqvae_prior" and family.conditioning == ()
+    assert [(o.name, o.default) for o in family.sample_options] == [("temperature", 0.7)]
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)) / 127.5 - 1.0, jnp.float32)
+    state = family.init(jax.random.key(1), {"x": x})
+    for a, b in zip(jax.tree.leaves(state.params["vqvae"]),
+                    jax.tree.leaves({"net": up.params["net"], "codebook": up.params["codebook"]}), strict=True):
+        np.testing.assert_array_equal(a, b)  # the stage-1 parameters it was handed, frozen
+    state, metrics = jax.jit(family.train_step)(state, {"x": x}, jax.random.key(2))
+    assert np.isfinite(float(metrics["loss"]))
+    images, info = family.sample(state.params, jax.random.key(3), 2)
+    assert images.shape == (2, 8, 8, 1) and info["nfe"] == 4  # a 2x2 code grid
+    with pytest.raises(ConfigError, match="--temperature must be > 0"):
+        family.sample(state.params, jax.random.key(3), 2, temperature=0.0)
 
 
 def test_code_prior_log_prob_sampling_and_training():
