@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from gm_jax.core.errors import ConfigError, check_choice
@@ -504,6 +505,170 @@ def dpm_solver_2m_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid
 
 
 # ----------------------------------------------------------------------------------------------------------
+# The sampler zoo: Euler ancestral, EDM's stochastic sampler, DPM-Solver++(2M) SDE, linear multistep
+# ----------------------------------------------------------------------------------------------------------
+
+
+def ancestral_split(r_s: jax.Array, r_t: jax.Array, eta: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(σ_down, σ_up) of an ancestral step from σ_s to σ_t (in σ̃ = σ/α): σ_up = min(σ_t, η √(σ_t²(σ_s² − σ_t²)/σ_s²)),
+    σ_down = √(σ_t² − σ_up²), so that σ_down² + σ_up² = σ_t² (η = 1: the DDPM posterior noise of the VE
+    process); σ_down = σ_t exactly when σ_up = 0."""
+    up = jnp.minimum(r_t, eta * jnp.sqrt(jnp.maximum(r_t**2 * (r_s**2 - r_t**2) / r_s**2, 0.0)))
+    down = jnp.where(up > 0, jnp.sqrt(jnp.maximum(r_t**2 - up**2, 0.0)), r_t)
+    return down, up
+
+
+def euler_ancestral_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
+                          first_index: jax.Array | int = 0, ancestral_eta: jax.Array | float = 1.0) -> Chain:
+    """Euler ancestral in EDM's scaled variables y = x/α, σ̃ = σ/α (Karras et al. 2022, eq. 4): an Euler step
+    of the probability-flow ODE down to σ_down, then fresh noise σ_up z (:func:`ancestral_split`):
+    y' = y + (σ_down − σ̃_s)(y − D(y; σ̃_s))/σ̃_s + σ_up z. η = 0 is :func:`euler_chain` exactly (no noise
+    drawn); the step into σ = 0 adds none."""
+    eta = jnp.asarray(ancestral_eta, x_T.dtype)
+
+    def step(carry, k):
+        x, nfe, extra = carry
+        t_s, a_s, s_s = _at(grid, k)
+        _, a_t, s_t = _at(grid, k + 1)
+        y, r_s, d = _ode_derivative(denoiser, x, t_s, a_s, s_s)
+        down, up = ancestral_split(r_s, s_t / a_t, eta)
+        y_next = y + (down - r_s) * d
+        y_next = lax.cond(up > 0, lambda: y_next + up * _noise(key, k, x, first_index), lambda: y_next)
+        return a_t * y_next, nfe + 1, extra
+
+    return Chain(start(x_T), step)
+
+
+def _interpolated_t(grid: Grid, k: jax.Array, r_hat: jax.Array) -> jax.Array:
+    """The network time at σ̃ = r_hat ≥ σ̃_k: t linear in log σ̃ between grid points k and k − 1 (clamped to
+    them; t_k at k = 0, where no point above exists)."""
+    prev = jnp.maximum(k - 1, 0)
+    r_k = grid.sigma[k] / grid.alpha[k]
+    r_p = grid.sigma[prev] / grid.alpha[prev]
+    ok = r_p > r_k
+    frac = jnp.where(ok, (jnp.log(r_hat) - jnp.log(r_k)) / jnp.where(ok, jnp.log(r_p) - jnp.log(r_k), 1.0), 0.0)
+    return grid.t[k] + jnp.clip(frac, 0.0, 1.0) * (grid.t[prev] - grid.t[k])
+
+
+def churn_gamma(r: jax.Array, n_steps: jax.Array, s_churn: jax.Array, s_tmin: jax.Array, s_tmax: jax.Array
+                ) -> jax.Array:
+    """γ_i = min(S_churn/N, √2 − 1) if S_tmin ≤ σ̃_i ≤ S_tmax, else 0 (Karras et al. 2022, Alg. 2, line 4)."""
+    inside = jnp.logical_and(r >= s_tmin, r <= s_tmax)
+    return jnp.where(inside, jnp.minimum(s_churn / n_steps.astype(r.dtype), jnp.sqrt(2.0) - 1.0), 0.0)
+
+
+def edm_stochastic_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
+                         first_index: jax.Array | int = 0, s_churn: jax.Array | float = 40.0,
+                         s_tmin: jax.Array | float = 0.05, s_tmax: jax.Array | float = 50.0,
+                         s_noise: jax.Array | float = 1.003) -> Chain:
+    """EDM's stochastic sampler (Karras et al. 2022, Alg. 2) in y = x/α, σ̃ = σ/α: raise the level to
+    σ̂ = (1 + γ_i) σ̃_i with ŷ = y + √(σ̂² − σ̃_i²) S_noise z (:func:`churn_gamma`), then one Heun step of the
+    probability-flow ODE from σ̂ to σ̃_{i+1}, its correction skipped on the step into σ = 0 (NFE = 2N − 1).
+    γ = 0 (S_churn = 0) is :func:`heun_chain` exactly (no noise drawn). The denoiser sees σ̂ at the α of
+    point i and a network time interpolated in log σ̃ (:func:`_interpolated_t`): exact for denoisers of
+    (x/α, σ/α) (EDM preconditioning, the exact mixture), approximate for networks conditioned on t. The
+    defaults are the ImageNet-64 settings of the EDM reference code (S_churn 40, S_tmin 0.05, S_tmax 50,
+    S_noise 1.003); S_churn = 0 gives the deterministic Alg. 1."""
+    s_churn, s_tmin, s_tmax, s_noise = (jnp.asarray(v, x_T.dtype) for v in (s_churn, s_tmin, s_tmax, s_noise))
+
+    def step(carry, k):
+        x, nfe, extra = carry
+        t_s, a_s, s_s = _at(grid, k)
+        t_t, a_t, s_t = _at(grid, k + 1)
+        gamma = churn_gamma(s_s / a_s, grid.n_steps, s_churn, s_tmin, s_tmax)
+        churn = gamma > 0
+        r_hat = (s_s / a_s) * (1.0 + gamma)
+        x_hat = lax.cond(churn, lambda: x + a_s * jnp.sqrt(jnp.maximum(r_hat**2 - (s_s / a_s) ** 2, 0.0))
+                         * s_noise * _noise(key, k, x, first_index), lambda: x)
+        t_hat = jnp.where(churn, _interpolated_t(grid, k, r_hat), t_s)
+        y, r_s, d = _ode_derivative(denoiser, x_hat, t_hat, a_s, jnp.where(churn, a_s * r_hat, s_s))
+        r_t = s_t / a_t
+        y_euler = y + (r_t - r_s) * d
+
+        def correct():
+            _, _, d2 = _ode_derivative(denoiser, a_t * y_euler, t_t, a_t, s_t)
+            return y + (r_t - r_s) * 0.5 * (d + d2)
+
+        y_next = lax.cond(s_t > 0, correct, lambda: y_euler)
+        return a_t * y_next, nfe + 1 + (s_t > 0).astype(jnp.int32), extra
+
+    return Chain(start(x_T), step)
+
+
+def dpmpp_2m_sde_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
+                       first_index: jax.Array | int = 0, ancestral_eta: jax.Array | float = 1.0) -> Chain:
+    """DPM-Solver++(2M) SDE, midpoint variant (Lu et al. 2022b, SDE-DPM-Solver++, with η between the ODE and
+    the SDE): with λ = −log σ̃, h = λ_t − λ_s, r = h_prev/h and y = x/α,
+    y_t = e^{−(1+η)h} y_s + (1 − e^{−(1+η)h}) (x̂_0 + (x̂_0 − x̂_0,prev)/(2r)) + σ̃_t √(1 − e^{−2ηh}) z
+    (e^{−(1+η)h} = (σ̃_t/σ̃_s) e^{−ηh}); first order on the first step and into σ = 0 (where y_t = x̂_0, no
+    noise). η = 1: the SDE solver; η = 0: DPM-Solver++(2M) (:func:`dpm_solver_2m_chain`, no noise drawn)."""
+    eta = jnp.asarray(ancestral_eta, x_T.dtype)
+
+    def step(carry, k):
+        x, nfe, (x0_prev, h_prev) = carry
+        t_s, a_s, s_s = _at(grid, k)
+        _, a_t, s_t = _at(grid, k + 1)
+        x0 = denoiser(x, t_s, a_s, s_s)
+        last = s_t <= 0
+        ratio = (s_t / a_t) / (s_s / a_s)  # e^{−h}
+        h = jnp.log((s_s / a_s) / jnp.where(last, 1.0, s_t / a_t))
+        second = jnp.logical_and(k > 0, jnp.logical_not(last))
+        c = jnp.where(second, 0.5 * jnp.where(second, h, 1.0) / jnp.where(second, h_prev, 1.0), 0.0)
+        decay = ratio ** (1.0 + eta)
+        y_next = decay * (x / a_s) + (1.0 - decay) * (x0 + c * (x0 - x0_prev))
+        scale = (s_t / a_t) * jnp.sqrt(jnp.maximum(1.0 - ratio ** (2.0 * eta), 0.0))
+        y_next = lax.cond(scale > 0, lambda: y_next + scale * _noise(key, k, x, first_index), lambda: y_next)
+        return a_t * y_next, nfe + 1, (x0, h)
+
+    return Chain(start(x_T, (jnp.zeros_like(x_T), jnp.ones((), x_T.dtype))), step)
+
+
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(3)  # 3-point Gauss–Legendre on [−1, 1]
+LMS_MAX_ORDER = 4
+
+
+def lms_coefficients(nodes: jax.Array, order: jax.Array, r_t: jax.Array) -> jax.Array:
+    """c_j = ∫_{σ_0}^{σ_t} L_j(τ) dτ for the Lagrange basis L_j over the ``order`` newest nodes σ_0, σ_1, ...
+    (``nodes`` [4], newest first), by 3-point Gauss–Legendre quadrature (exact for the degree ≤ 3 of
+    order 4); c_j = 0 for j ≥ order. The Adams–Bashforth weights on a non-uniform grid (Hairer et al. 1993,
+    Sec. III.1, eq. 1.5)."""
+    a = nodes[0]
+    tau = 0.5 * (r_t - a) * jnp.asarray(_GL_NODES, nodes.dtype) + 0.5 * (r_t + a)  # [Q]
+    j = jnp.arange(nodes.shape[0])
+    active = j < order
+    use = jnp.logical_and(active[None, :], j[:, None] != j[None, :])  # [j, m]
+    denom = jnp.where(use, nodes[:, None] - nodes[None, :], 1.0)
+    factor = jnp.where(use[None], (tau[:, None, None] - nodes[None, None, :]) / denom[None], 1.0)  # [Q, j, m]
+    basis = jnp.prod(factor, -1)  # [Q, j]
+    c = 0.5 * (r_t - a) * jnp.sum(jnp.asarray(_GL_WEIGHTS, nodes.dtype)[:, None] * basis, 0)
+    return jnp.where(active, c, 0.0)
+
+
+def lms_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, first_index: jax.Array | int = 0,
+              lms_order: jax.Array | int = 4) -> Chain:
+    """Linear multistep (Adams–Bashforth) on the probability-flow ODE dy/dσ̃ = (y − D(y; σ̃))/σ̃ in EDM's
+    scaled variables (Karras et al. 2022, eq. 4): y' = y + Σ_j c_j d_{k−j} over the last min(k + 1, order)
+    derivatives, c_j from :func:`lms_coefficients` (Hairer et al. 1993, Sec. III.1). Order 1 is
+    :func:`euler_chain`; NFE = steps. ``extra`` = (the last 4 derivatives, their σ̃), newest first."""
+    del key, first_index
+    order = jnp.asarray(lms_order, jnp.int32)
+    history = (jnp.zeros((LMS_MAX_ORDER,) + x_T.shape, x_T.dtype), jnp.zeros((LMS_MAX_ORDER,), x_T.dtype))
+
+    def step(carry, k):
+        x, nfe, (ds, rs) = carry
+        t_s, a_s, s_s = _at(grid, k)
+        _, a_t, s_t = _at(grid, k + 1)
+        y, r_s, d = _ode_derivative(denoiser, x, t_s, a_s, s_s)
+        ds = jnp.concatenate([d[None], ds[:-1]], 0)
+        rs = jnp.concatenate([jnp.reshape(r_s, (1,)).astype(rs.dtype), rs[:-1]], 0)
+        c = lms_coefficients(rs, jnp.minimum(k + 1, order), s_t / a_t).astype(x.dtype)
+        y_next = y + jnp.tensordot(c, ds, axes=1)
+        return a_t * y_next, nfe + 1, (ds, rs)
+
+    return Chain(start(x_T, history), step)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Registrations
 # ----------------------------------------------------------------------------------------------------------
 
@@ -552,10 +717,29 @@ register_sampler(SamplerSpec("heun", heun_chain, deterministic=True, nfe=lambda 
 register_sampler(SamplerSpec("dpm_solver_2m", dpm_solver_2m_chain, deterministic=True,
                              help="DPM-Solver++(2M) (Lu et al. 2022, Alg. 2)"))
 
+# η of the ancestral / SDE samplers: not DDIM's --eta (whose default, model.eta = 0, would make them ODE samplers)
+ANCESTRAL_ETA = Option("ancestral_eta", "float",
+                       "noise scale η of euler_ancestral and dpmpp_2m_sde (0: their ODE sampler, 1: fully ancestral)",
+                       1.0, low=0.0, high=1.0)
+register_sampler(SamplerSpec("euler_ancestral", euler_ancestral_chain, options=(ANCESTRAL_ETA,),
+                             help="Euler ancestral on the probability-flow ODE in σ/α (σ_down/σ_up split with η)"))
+register_sampler(SamplerSpec(
+    "edm_stochastic", edm_stochastic_chain, nfe=lambda steps, o: 2 * steps - 1,
+    help="EDM stochastic sampler (Karras et al. 2022, Alg. 2)",
+    options=(Option("s_churn", "float", "EDM S_churn: total churn, γ_i = min(S_churn/N, √2 − 1)", 40.0, low=0.0),
+             Option("s_tmin", "float", "EDM S_tmin: churn only where σ/α >= S_tmin", 0.05, low=0.0),
+             Option("s_tmax", "float", "EDM S_tmax: churn only where σ/α <= S_tmax", 50.0, low=0.0),
+             Option("s_noise", "float", "EDM S_noise: scale of the churn noise", 1.003, low=0.0))))
+register_sampler(SamplerSpec("dpmpp_2m_sde", dpmpp_2m_sde_chain, options=(ANCESTRAL_ETA,),
+                             help="DPM-Solver++(2M) SDE, midpoint variant (Lu et al. 2022b)"))
+register_sampler(SamplerSpec(
+    "lms", lms_chain, deterministic=True, help="linear multistep (Adams–Bashforth) on the probability-flow ODE in σ/α",
+    options=(Option("lms_order", "int", "linear multistep order", LMS_MAX_ORDER, low=1, high=LMS_MAX_ORDER),)))
+
 
 __all__ = [
-    "Chain", "CorrectorSpec", "PredictorSpec", "SamplerSpec", "all_sampler_options", "ancestral_step",
-    "ddim_encode", "ddim_step", "get_corrector", "get_predictor", "get_sampler", "langevin_step", "prior_sample",
-    "register_corrector", "register_predictor", "register_sampler", "run_chain", "sampler_names",
-    "samplers_taking", "start",
+    "Chain", "CorrectorSpec", "PredictorSpec", "SamplerSpec", "all_sampler_options", "ancestral_split",
+    "ancestral_step", "churn_gamma", "ddim_encode", "ddim_step", "get_corrector", "get_predictor", "get_sampler",
+    "langevin_step", "lms_coefficients", "prior_sample", "register_corrector", "register_predictor",
+    "register_sampler", "run_chain", "sampler_names", "samplers_taking", "start",
 ]
