@@ -110,6 +110,23 @@ def test_missing_and_corrupt_checkpoint(tmp_path, trained, capsys):
     one_error_line(capsys, "verifies")
 
 
+def test_finished_run_is_left_untouched(trained, data_dir, capsys):
+    def snapshot():
+        out = {}
+        for root, _, files in os.walk(trained):
+            for f in files:
+                p = os.path.join(root, f)
+                out[os.path.relpath(p, trained)] = open(p, "rb").read()
+        return out
+
+    before = snapshot()
+    capsys.readouterr()
+    assert main(["train", CONFIG, "--workdir", trained, *tiny(data_dir)]) == 0
+    assert "complete at step 2; nothing to do" in capsys.readouterr().out
+    after = snapshot()
+    assert after.keys() == before.keys() and all(after[k] == before[k] for k in before)  # no new lines or events
+
+
 def test_resume_with_a_different_config_is_refused(trained, data_dir, capsys):
     before = open(os.path.join(trained, "config.json")).read()
     assert main(["train", CONFIG, "--workdir", trained, *tiny(data_dir, "--config.model.latent_dim=3")]) == 2

@@ -201,6 +201,14 @@ def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "
     from gm_jax.bench import report
     from gm_jax.bench.timing import environment
 
+    if workdir:  # a run that cannot be benchmarked fails before anything is written
+        from gm_jax.core.options import option_names
+        from gm_jax.train.families import family_module
+        from gm_jax.train.workdir import read_config
+
+        family = read_config(workdir).model.family
+        require("sampler" in option_names(family_module(family).SAMPLE_OPTIONS),
+                f"--workdir must hold a run whose family takes --sampler (e.g. diffusion), got {family!r}")
     os.makedirs(out, exist_ok=True)
     t_start = time.perf_counter()
     cpu_start = time.process_time()
@@ -242,7 +250,7 @@ def run_train_bench(out: str, quick: bool, configs: str = "", k: int = 0, repeat
 
     from gm_jax.bench import report
     from gm_jax.bench.timing import environment
-    from gm_jax.bench.train import QUICK_OVERRIDES, bench_train, torch_comparison, train_targets
+    from gm_jax.bench.train import QUICK_OVERRIDES, bench_train, load_bench_config, torch_comparison, train_targets
 
     check_choice("--dtype", dtypes or "both", ("float32", "bfloat16", "both"))
     names = tuple(c.strip() for c in configs.split(",") if c.strip()) or tuple(train_grid_names(quick))
@@ -250,10 +258,12 @@ def run_train_bench(out: str, quick: bool, configs: str = "", k: int = 0, repeat
     require(k >= 2, f"--k must be >= 2 (steps fused per call), got {k}")
     repeats = repeats or 3
     scaling_configs = tuple(s.strip() for s in scaling.split(",") if s.strip()) or names[:1]
+    overrides = (tuple(QUICK_OVERRIDES) if quick else ()) + tuple(overrides)
+    for name in dict.fromkeys(n for n in names + scaling_configs if n != "none"):  # all load before any work
+        load_bench_config(name, overrides)
     os.makedirs(out, exist_ok=True)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     env = environment()
-    overrides = (tuple(QUICK_OVERRIDES) if quick else ()) + tuple(overrides)
     records = bench_train(names, k=k, repeats=repeats, overrides=overrides,
                           scaling_configs=scaling_configs, min_time=0.5 if min_time < 0 else min_time, log=log,
                           bfloat16=(dtypes or "both") != "float32")

@@ -151,18 +151,43 @@ def _quiet_prepare(builder) -> None:
 
 def _prepare_local(name: str, data_dir: str, source: str):
     """Prepare our builder of ``name`` from ``source`` into ``data_dir`` under a file lock (several processes
-    may ask at once; the first prepares, the others then find it prepared)."""
+    may ask at once; the first prepares, the others then find it prepared). Files that cannot be read end
+    in one DataError, and whatever the failed preparation created in ``data_dir`` is removed again."""
+    existed = set(os.listdir(data_dir)) if os.path.isdir(data_dir) else None
     os.makedirs(data_dir, exist_ok=True)
     builder_cls = BUILDERS[name]
-    with open(os.path.join(data_dir, f".{builder_cls.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            builder = builder_cls(data_dir=data_dir, source=source)
-            if not builder.is_prepared():
-                _quiet_prepare(builder)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    try:
+        with open(os.path.join(data_dir, f".{builder_cls.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                builder = builder_cls(data_dir=data_dir, source=source)
+                if not builder.is_prepared():
+                    _quiet_prepare(builder)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    except Exception as e:  # garbage, truncated or foreign files: gzip, pickle, tarfile and TFDS errors
+        _remove_created(data_dir, existed)
+        if isinstance(e, DataError):
+            raise
+        text = str(e).strip().splitlines()[0][:160] if str(e).strip() else "no message"
+        raise DataError(f"cannot read the local files of {name!r} in {source} ({type(e).__name__}: {text}); "
+                        f"{_OFFLINE_HINTS[name]}") from None
     return builder_cls(data_dir=data_dir)
+
+
+def _remove_created(data_dir: str, existed: set[str] | None) -> None:
+    """Undo a failed preparation: remove what it added to ``data_dir`` (the folder too if it made it)."""
+    import shutil
+
+    if existed is None:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return
+    for entry in set(os.listdir(data_dir)) - existed:
+        path = os.path.join(data_dir, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
 
 
 def _load_official(name: str, split: str, data_dir: str, allow_download: bool) -> tuple[np.ndarray, np.ndarray]:

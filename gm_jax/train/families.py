@@ -53,6 +53,7 @@ def family_module(name: str) -> Any:
 
 def upstream_fields(config: Any) -> dict[str, str]:
     """``{field: workdir}`` of the runs ``config`` builds on (the entry's upstream fields that are set)."""
+    check_choice("model.family", config.model.family, FAMILIES)
     out = {}
     for field in FAMILIES[config.model.family].upstream:
         section, name = field.split(".", 1)
