@@ -10,17 +10,10 @@ from pathlib import Path
 import pytest
 
 from gm_jax.cli import main
+from tests.test_cli import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 VAE = str(ROOT / "experiments" / "configs" / "vae.py")
-
-
-def tiny(data_dir, *extra):
-    return [f"--config.data.data_dir={data_dir}", "--config.data.num_examples=64", "--config.data.batch_size=16",
-            "--config.model.channels=(4,8)", "--config.model.latent_dim=2", "--config.model.eval_iwae_k=2",
-            "--config.model.iwae_chunk=2", "--config.train.num_steps=2", "--config.train.checkpoint_every=1",
-            "--config.train.log_every=1", "--config.train.progress=false", "--config.train.num_samples=4",
-            "--config.train.eval_batches=1", *extra]
 
 
 def tree_hash(folder: Path) -> dict[str, str]:
