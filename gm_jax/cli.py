@@ -172,6 +172,15 @@ def _require_int(name: str, value: int, low: int) -> None:
         raise ConfigError(f"--{name} must be >= {low}, got {value}")
 
 
+def _final_step(workdir: str) -> int | None:
+    """The step recorded in ``WORKDIR/final.json`` by a finished run (``None``: none, or unreadable)."""
+    try:
+        with open(os.path.join(workdir, "final.json")) as f:
+            return int(json.load(f)["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from gm_jax.train.config import apply_overrides, load_config_file
     from gm_jax.train.loop import is_complete, train
@@ -179,9 +188,9 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     config = apply_overrides(load_config_file(args.config), overrides)
     t0 = time.perf_counter()
     workdir = os.path.abspath(args.workdir)
-    already = os.path.isfile(os.path.join(workdir, "final.json"))
+    before = _final_step(workdir)
     state = train(config, workdir)
-    if already and is_complete(workdir, int(state.step), config.train.num_steps):
+    if before == int(state.step) and is_complete(workdir, int(state.step), config.train.num_steps):
         print(f"the run in {args.workdir} is complete at step {int(state.step)}; nothing to do "
               "(raise --config.train.num_steps to train further)")
         return 0
