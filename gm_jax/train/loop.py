@@ -26,6 +26,7 @@ from gm_jax.train import sharding as shd
 from gm_jax.train.checkpoint import Checkpointer
 from gm_jax.train.images import save_loss_curve, save_samples
 from gm_jax.train.logging import MetricsLog, Progress, read_metrics
+from gm_jax.train.peers import peer_watch
 from gm_jax.train.workdir import (
     Run,
     check_same_run,
@@ -221,9 +222,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | Non
     log = MetricsLog(workdir, resume_step=int(state.step), active=writer)
     progress = Progress(config.train.num_steps, int(state.step), config.train.progress and jax.process_index() == 0)
     try:
-        state, finished = _train_steps(run, state, log, progress, stop_after)
-        if finished:
-            _finish(run, state, workdir, log)
+        with peer_watch():  # several processes: a lost one ends the others at once, with one line
+            state, finished = _train_steps(run, state, log, progress, stop_after)
+            if finished:
+                _finish(run, state, workdir, log)
     finally:
         progress.close()
         log.close()
