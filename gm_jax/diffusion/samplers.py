@@ -96,8 +96,9 @@ class SamplerSpec:
 
     chain: ``(denoiser, key, x_T, grid, first_index, **options) -> Chain``; options: its run-time options
     (beyond the grid and the guidance of the denoiser), with ranges and defaults; deterministic: the key is
-    unused; nfe: ``(steps, options with defaults filled) -> denoiser calls`` for ``steps`` grid steps.
-    Calling the spec runs the chain."""
+    unused; nfe: ``(steps, options with defaults filled) -> denoiser calls`` for ``steps`` grid steps;
+    adaptive: the number of calls depends on the data (adaptive step size), ``nfe`` is then the most it can
+    be and ``info["nfe"]`` the count actually made. Calling the spec runs the chain."""
 
     name: str
     chain: Callable[..., Chain]
@@ -105,6 +106,7 @@ class SamplerSpec:
     deterministic: bool = False
     help: str = ""
     nfe: Callable[[int, Mapping[str, Any]], int] = _steps_nfe
+    adaptive: bool = False
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -134,7 +136,8 @@ class SamplerSpec:
         return {k: by_name[k].check(v) for k, v in {**self.defaults(), **given}.items()}
 
     def expected_nfe(self, steps: int, **options: Any) -> int:
-        """The number of denoiser calls this sampler is defined to make for ``steps`` grid steps."""
+        """The number of denoiser calls this sampler is defined to make for ``steps`` grid steps (an
+        ``adaptive`` sampler: the most it can make)."""
         return int(self.nfe(int(steps), {**self.defaults(), **options}))
 
     def __call__(self, denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
@@ -323,18 +326,24 @@ def ddim_encode(denoiser: Denoiser, x0: jax.Array, grid: Grid) -> tuple[jax.Arra
 # ----------------------------------------------------------------------------------------------------------
 
 
+LANGEVIN_STEP_RATIO = 0.2  # ε/σ_L² of the default step: NCSN's ε = 2e-5 at σ_L = 0.01 (Song & Ermon 2019)
+
+
 def annealed_langevin_chain(denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid,
-                            first_index: jax.Array | int = 0, step_lr: jax.Array | float = 2e-5,
+                            first_index: jax.Array | int = 0, step_lr: jax.Array | float = 0.0,
                             n_inner: jax.Array | int = 5, denoise: jax.Array | int = 1) -> Chain:
     """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1): ``n_inner`` Langevin steps at each noise
-    level i with step a_i = ε (σ_i/σ_L)², σ_L = σ/α of the last level (α² times the step in x/α, so VP
-    levels get the step of the equivalent VE level); with ``denoise`` a final Tweedie denoising step
-    x ← x̂_0 (Jolicoeur-Martineau et al. 2021; Song & Ermon 2020, Sec. 4)."""
+    level i with step a_i = ε (σ_i/σ_L)², σ_L = σ/α of the last level of the grid in use (α² times the step
+    in x/α, so VP levels get the step of the equivalent VE level); with ``denoise`` a final Tweedie
+    denoising step x ← x̂_0 (Jolicoeur-Martineau et al. 2021; Song & Ermon 2020, Sec. 4). ``step_lr`` = 0
+    (the default) sets ε = :data:`LANGEVIN_STEP_RATIO` σ_L², i.e. a_i = 0.2 σ_i² (Song & Ermon 2020,
+    technique 4, ε_i = ε σ_i²/σ_L², with ε scaled to the grid's σ_L: 2e-5 for NCSN's σ_L = 0.01)."""
     step_lr = jnp.asarray(step_lr, x_T.dtype)
     n_inner = jnp.asarray(n_inner, jnp.int32)
     denoise = jnp.asarray(denoise, jnp.int32) > 0
     last = grid.n_steps - 1
     sigma_last = grid.sigma[last] / grid.alpha[last]
+    step_lr = jnp.where(step_lr > 0, step_lr, LANGEVIN_STEP_RATIO * sigma_last**2).astype(x_T.dtype)
 
     def step(carry, k):
         x, nfe, extra = carry
@@ -550,6 +559,26 @@ def _interpolated_t(grid: Grid, k: jax.Array, r_hat: jax.Array) -> jax.Array:
     return grid.t[k] + jnp.clip(frac, 0.0, 1.0) * (grid.t[prev] - grid.t[k])
 
 
+def level_at(grid: Grid, r: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(t, α, σ) of the level σ̃ = σ/α = r: t and log α linear in log σ̃ between the two noise levels of the
+    grid (points < n_steps) that bracket r, clamped to the first and the last noise level outside them;
+    σ = α r, so denoisers of (x/α, σ/α) (EDM preconditioning, the exact mixture) see exactly σ̃ = r, networks
+    conditioned on t an interpolated time. At a grid point it returns that point's values."""
+    n = grid.n_steps
+    used = jnp.arange(grid.max_steps + 1) < n
+    log_r = jnp.log(jnp.where(used, grid.sigma / grid.alpha, 1.0))
+    target = jnp.log(r)
+    above = jnp.sum(jnp.logical_and(used, log_r > target))
+    j = jnp.clip(above - 1, 0, jnp.maximum(n - 2, 0))
+    j1 = jnp.minimum(j + 1, n - 1)
+    gap = log_r[j1] - log_r[j]
+    frac = jnp.clip(jnp.where(gap < 0, (target - log_r[j]) / jnp.where(gap < 0, gap, 1.0), 0.0), 0.0, 1.0)
+    t = grid.t[j] + frac * (grid.t[j1] - grid.t[j])
+    log_a = jnp.log(grid.alpha[j]) + frac * (jnp.log(grid.alpha[j1]) - jnp.log(grid.alpha[j]))
+    alpha = jnp.exp(log_a).astype(jnp.result_type(r, grid.alpha))
+    return t, alpha, alpha * r
+
+
 def churn_gamma(r: jax.Array, n_steps: jax.Array, s_churn: jax.Array, s_tmin: jax.Array, s_tmax: jax.Array
                 ) -> jax.Array:
     """γ_i = min(S_churn/N, √2 − 1) if S_tmin ≤ σ̃_i ≤ S_tmax, else 0 (Karras et al. 2022, Alg. 2, line 4)."""
@@ -697,7 +726,8 @@ register_sampler(SamplerSpec("ddim", ddim_chain, options=(ETA,), help="DDIM (Son
 register_sampler(SamplerSpec(
     "annealed_langevin", annealed_langevin_chain, nfe=_langevin_nfe,
     help="annealed Langevin dynamics (Song & Ermon 2019, Alg. 1)",
-    options=(Option("step_lr", "float", "annealed Langevin step ε at the last level", 2e-5, low=0.0, low_open=True),
+    options=(Option("step_lr", "float", "annealed Langevin step ε at the last level (0: 0.2 σ_L², scaled to the grid)",
+                    0.0, low=0.0),
              Option("n_inner", "int", "annealed Langevin steps per noise level", 5, low=1),
              Option("denoise", "int", "annealed Langevin final Tweedie denoising step (1) or not (0)", 1,
                     low=0, high=1))))
@@ -719,7 +749,7 @@ register_sampler(SamplerSpec("dpm_solver_2m", dpm_solver_2m_chain, deterministic
 
 # η of the ancestral / SDE samplers: not DDIM's --eta (whose default, model.eta = 0, would make them ODE samplers)
 ANCESTRAL_ETA = Option("ancestral_eta", "float",
-                       "noise scale η of euler_ancestral and dpmpp_2m_sde (0: their ODE sampler, 1: fully ancestral)",
+                       "noise scale η of the ancestral and SDE samplers (0: their ODE sampler, 1: fully ancestral)",
                        1.0, low=0.0, high=1.0)
 register_sampler(SamplerSpec("euler_ancestral", euler_ancestral_chain, options=(ANCESTRAL_ETA,),
                              help="Euler ancestral on the probability-flow ODE in σ/α (σ_down/σ_up split with η)"))
@@ -729,7 +759,8 @@ register_sampler(SamplerSpec(
     options=(Option("s_churn", "float", "EDM S_churn: total churn, γ_i = min(S_churn/N, √2 − 1)", 40.0, low=0.0),
              Option("s_tmin", "float", "EDM S_tmin: churn only where σ/α >= S_tmin", 0.05, low=0.0),
              Option("s_tmax", "float", "EDM S_tmax: churn only where σ/α <= S_tmax", 50.0, low=0.0),
-             Option("s_noise", "float", "EDM S_noise: scale of the churn noise", 1.003, low=0.0))))
+             Option("s_noise", "float", "scale of the added noise (EDM S_noise of the churn; dpmpp_3m_sde: of its "
+                    "SDE noise, default 1 there)", 1.003, low=0.0))))
 register_sampler(SamplerSpec("dpmpp_2m_sde", dpmpp_2m_sde_chain, options=(ANCESTRAL_ETA,),
                              help="DPM-Solver++(2M) SDE, midpoint variant (Lu et al. 2022b)"))
 register_sampler(SamplerSpec(
@@ -737,9 +768,14 @@ register_sampler(SamplerSpec(
     options=(Option("lms_order", "int", "linear multistep order", LMS_MAX_ORDER, low=1, high=LMS_MAX_ORDER),)))
 
 
+# The rest of the zoo lives in its own modules, which register themselves (they import this module, which is
+# complete by now): DPM-Solver++(2S) ancestral, DPM-Solver++(3M) SDE and UniPC; restart sampling and the
+# adaptive Dormand–Prince solver.
+from gm_jax.diffusion import samplers_multistep, samplers_ode  # noqa: E402,F401
+
 __all__ = [
     "Chain", "CorrectorSpec", "PredictorSpec", "SamplerSpec", "all_sampler_options", "ancestral_split",
     "ancestral_step", "churn_gamma", "ddim_encode", "ddim_step", "get_corrector", "get_predictor", "get_sampler",
-    "langevin_step", "lms_coefficients", "prior_sample", "register_corrector", "register_predictor",
+    "langevin_step", "level_at", "lms_coefficients", "prior_sample", "register_corrector", "register_predictor",
     "register_sampler", "run_chain", "sampler_names", "samplers_taking", "start",
 ]

@@ -321,11 +321,22 @@ def edm_grid(sde: SDE, n_steps: jax.Array, max_steps: int, sigma_min: float = 0.
 GRIDS = ("discrete", "uniform", "edm")
 
 
+def _check_concrete_steps(n_steps: jax.Array | int, max_steps: int) -> None:
+    """1 <= n_steps <= max_steps when n_steps is known outside a trace (more would silently drop steps)."""
+    try:
+        n = int(n_steps)
+    except (jax.errors.TracerIntegerConversionError, jax.errors.ConcretizationTypeError, TypeError):
+        return
+    require(1 <= n <= max_steps, f"n_steps must be in [1, max_steps = {max_steps}], got {n}; "
+            "raise max_steps (a static grid length) or take fewer steps")
+
+
 def make_grid(name: str, process: DiscreteSchedule | SDE, n_steps: jax.Array, max_steps: int,
               **kwargs: float) -> Grid:
     """A grid by name: 'discrete' (DDPM/DDIM index sub-sequence), 'uniform' (SDE times), 'edm' (ρ-spaced
     σ). ``n_steps`` may be a traced array; ``max_steps`` is static (the only shape)."""
     check_choice("grid", name, GRIDS)
+    _check_concrete_steps(n_steps, max_steps)
     if isinstance(process, DiscreteSchedule):
         require(name == "discrete", f"grid {name!r} needs a continuous SDE; use grid='discrete'")
         return discrete_grid(process, n_steps, max_steps)

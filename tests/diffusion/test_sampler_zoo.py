@@ -216,7 +216,9 @@ def test_euler_ancestral_eta1_is_ddpm():
         x_T = P.prior_sample(jax.random.key(1), grid, (64, 2))
         a, _ = _runner("euler_ancestral", True)(jax.random.key(0), x_T, grid, _opts(ancestral_eta=1.0), jnp.int32(0))
         b, _ = _runner("ddpm", True)(jax.random.key(0), x_T, grid, {}, jnp.int32(0))
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+        # float32 chains by two formulas: they agree to ~3e-4 after 20 cosine steps (where the rounding falls
+        # moves with XLA's optimization level); a wrong σ_down or σ_up is off by > 1e-2
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("name,opts,steps,cov_rtol", [
@@ -264,7 +266,8 @@ def test_stochastic_samples_do_not_depend_on_batch(name, opts):
 def test_zoo_specs_declare_their_options():
     names = set(P.sampler_names())
     assert {"euler_ancestral", "edm_stochastic", "dpmpp_2m_sde", "lms"} <= names
-    assert P.samplers_taking("ancestral_eta") == ("euler_ancestral", "dpmpp_2m_sde")
+    assert P.samplers_taking("ancestral_eta") == ("euler_ancestral", "dpmpp_2m_sde", "dpmpp_2s_ancestral",
+                                                  "dpmpp_3m_sde")
     assert P.get_sampler("lms").deterministic and not P.get_sampler("edm_stochastic").deterministic
     assert P.get_sampler("edm_stochastic").expected_nfe(10) == 19
     assert P.get_sampler("edm_stochastic").defaults() == {"s_churn": 40.0, "s_tmin": 0.05, "s_tmax": 50.0,

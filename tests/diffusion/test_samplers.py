@@ -36,8 +36,8 @@ def _check_mixture(x, cov_rtol=0.3):
         np.testing.assert_allclose(np.diag(np.cov(xs.T)), np.diag(COVS[k]), rtol=cov_rtol)
 
 
-def _run(name, process, grid_name, steps, grid_kwargs=None, **kwargs):
-    grid = S.make_grid(grid_name, process, steps, MAX_STEPS, **(grid_kwargs or {}))
+def _run(name, process, grid_name, steps, grid_kwargs=None, max_steps=MAX_STEPS, **kwargs):
+    grid = S.make_grid(grid_name, process, steps, max_steps, **(grid_kwargs or {}))
     key = jax.random.key(0)
     x_T = P.prior_sample(jax.random.fold_in(key, 1), grid, (NUM, 2))
     static = {k: v for k, v in kwargs.items() if isinstance(v, str)}
@@ -72,8 +72,10 @@ def test_sampler_recovers_mixture(name, process, grid_name, steps, kwargs, nfe):
     ("reverse_diffusion", VP, "uniform"), ("euler_maruyama", VE, "uniform"), ("ancestral", DISCRETE, "discrete"),
 ])
 def test_pc_predictors_recover_mixture(predictor, process, grid_name):
-    x, info = _run("pc", process, grid_name, 60, predictor=predictor, corrector="none")
-    assert int(info["nfe"]) == 60
+    """First-order predictors alone: at 60 steps the variances still carry a 10-30 % discretization bias
+    that depends on the noise drawn; at 240 steps all three are within the Monte-Carlo tolerance."""
+    x, info = _run("pc", process, grid_name, 240, max_steps=256, predictor=predictor, corrector="none")
+    assert int(info["nfe"]) == 240
     _check_mixture(x)
 
 
@@ -205,7 +207,8 @@ def test_registry_declares_every_sampler():
         arrays = {k: v for k, v in opts.items() if k not in static}
         arrays.update({"eta": 1.0} if "eta" in arrays else {})  # DDIM's default η = 0 is deterministic
         a, info = run(jax.random.key(0), arrays)
-        assert int(info["nfe"]) == spec.expected_nfe(6), name
+        nfe, declared = int(info["nfe"]), spec.expected_nfe(6)
+        assert (nfe <= declared if spec.adaptive else nfe == declared), name  # adaptive: declared = most
         b, _ = run(jax.random.key(5), arrays)
         assert np.array_equal(np.asarray(a), np.asarray(b)) == spec.deterministic, name
     assert P.get_sampler("pc").expected_nfe(6, corrector="none") == 6
