@@ -42,7 +42,8 @@ def _launch(base: str, data_dir: str, jobs: list[dict], die_after_save: list[int
     output. Both are killed (and the test fails) when the launch runs past LAUNCH_TIMEOUT."""
     out = os.path.join(base, "out")
     os.makedirs(out, exist_ok=True)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    flags = os.environ["XLA_FLAGS"].replace("device_count=8", "device_count=4")  # the suite's, 4 devices
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags,
                PYTHONPATH=REPO)
     port, procs = _free_port(), []
     for i in range(2):
