@@ -1,15 +1,19 @@
-"""``gm-jax``: train | sample | eval | data | bench.
+"""``gm-jax``: train | sample | restore | edit | eval | data | bench.
 
     gm-jax train CONFIG --workdir DIR [--config.FIELD=VALUE ...]
     gm-jax sample --workdir DIR [--num N] [--seed S] [sampling options of the model, see --help]
+    gm-jax restore --workdir DIR --task inpaint|superres|deblur|colourize --input IMG.png|.npz [--mask M.png |
+        --mask_kind KIND] [--scale S] [--blur_sigma B] [--method M] [--sigma_y S] [method options] [--num N]
+    gm-jax edit --workdir DIR --input IMG.png|.npz [--strength S] [--label L] [--invert] [--sampler S] [--num N]
     gm-jax eval --workdir DIR [--metrics fid,kid,is,prdc --num N] [--num_batches N]
     gm-jax data prepare NAME [--data_dir DIR] [--source_dir DIR] | gm-jax data list
     gm-jax bench samplers [--quick] [--out DIR] [--workdir RUN] | gm-jax bench train [--quick] [--out DIR]
 
-The sampling flags of ``sample`` and ``eval`` are generated from what the families declare
-(:attr:`gm_jax.core.Family.sample_options`); a flag the loaded model does not take is rejected with the list
-of those it does take. Every number is range-checked before any model is loaded, and nothing in a work
-directory is written before the request has been validated.
+The sampling flags of ``sample`` and ``eval`` (and the options of ``restore`` and ``edit``) are generated from
+what the families declare (:attr:`gm_jax.core.Family.sample_options`, ``restore_options``, ``edit_options``);
+a flag the loaded model does not take is rejected with the list of those it does take. Every number is
+range-checked before any model is loaded, and nothing in a work directory is written before the request has
+been validated; ``restore`` and ``edit`` never write over their input files.
 
 Bad input prints one line ``gm-jax: error: ...`` naming the problem and the fix, and exits with status 2.
 """
@@ -44,14 +48,16 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _family_option_flags(p: argparse.ArgumentParser, title: str) -> dict[str, list[Option]]:
-    """One flag per sampling option any family declares; returns name -> its declarations."""
+def _family_option_flags(p: argparse.ArgumentParser, title: str,
+                         table: dict[str, tuple[list[Option], list[str]]] | None = None) -> dict[str, list[Option]]:
+    """One flag per option in ``table`` (name -> (declarations, families); default every sampling option
+    any family declares); returns name -> its declarations."""
     from gm_jax.train.families import all_sample_options
 
     group = p.add_argument_group(title, "generated from the families' declarations; the loaded model "
                                         "accepts only its own (an unknown one is refused, naming them)")
     found: dict[str, list[Option]] = {}
-    for name, (decls, families) in sorted(all_sample_options().items()):
+    for name, (decls, families) in sorted((all_sample_options() if table is None else table).items()):
         found[name] = decls
         helps = sorted({d.help_text() for d in decls})
         group.add_argument(f"--{name}", type=OPTION_TYPES[decls[0].kind], default=None,
@@ -73,6 +79,48 @@ def _add_sample(sub: Any, with_options: bool) -> dict[str, list[Option]]:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/sample)")
     return _family_option_flags(s, "sampling options") if with_options else {}
+
+
+def _add_restore(sub: Any, with_options: bool) -> dict[str, list[Option]]:
+    r = sub.add_parser("restore", help="solve a linear inverse problem with a trained image model: inpaint, "
+                                       "super-resolve, deblur or colourize an input image")
+    r.add_argument("--workdir", required=True)
+    r.add_argument("--task", required=True, help="inpaint | superres | deblur | colourize (RGB models)")
+    r.add_argument("--input", required=True, help="a .png image, or an .npz with an array named images, samples "
+                   "or x ([B, H, W, C] or [H, W, C]; uint8 pixels or values in the data's range)")
+    r.add_argument("--mask", default=None, help="inpaint: a binary PNG of the image's size, 255 where observed, "
+                   "0 where to fill in")
+    r.add_argument("--mask_kind", default=None, help="inpaint without --mask: box (a centred H/2 x W/2 box, the "
+                   "default), box:TOP,LEFT,HEIGHT,WIDTH, random:P (each pixel observed with probability P) or "
+                   "half:SIDE (left, right, top, bottom)")
+    r.add_argument("--scale", type=int, default=None, help="superres: the downsampling factor, dividing H and W "
+                   "(default 4)")
+    r.add_argument("--blur_sigma", type=float, default=None, help="deblur: the Gaussian blur's std in pixels "
+                   "(default 1)")
+    r.add_argument("--num", type=int, default=4, help="restorations per input image (>= 1)")
+    r.add_argument("--seed", type=int, default=0, help="seeds the measurement noise, a random mask and the sampler")
+    r.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/restore_TASK)")
+    return _family_option_flags(r, "restoration options", _declared_table("restore")) if with_options else {}
+
+
+def _add_edit(sub: Any, with_options: bool) -> dict[str, list[Option]]:
+    e = sub.add_parser("edit", help="edit an input image with a trained image model: SDEdit, or DDIM inversion "
+                                    "and regeneration (--invert)")
+    e.add_argument("--workdir", required=True)
+    e.add_argument("--input", required=True, help="a .png image, or an .npz with an array named images, samples "
+                   "or x")
+    e.add_argument("--invert", action="store_true", help="DDIM-invert the input and regenerate it deterministically "
+                   "(with --label: as that class)")
+    e.add_argument("--num", type=int, default=None, help="edits per input image (>= 1; default 4, 1 with --invert)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/edit)")
+    return _family_option_flags(e, "editing options", _declared_table("edit")) if with_options else {}
+
+
+def _declared_table(command: str) -> dict[str, tuple[list[Option], list[str]]]:
+    from gm_jax.train.restore import all_edit_options, all_restore_options
+
+    return all_restore_options() if command == "restore" else all_edit_options()
 
 
 def _add_eval(sub: Any, with_options: bool) -> dict[str, list[Option]]:
@@ -141,6 +189,8 @@ def _parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[s
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     options = _add_sample(sub, command == "sample")
+    options.update(_add_restore(sub, command == "restore"))
+    options.update(_add_edit(sub, command == "edit"))
     options.update(_add_eval(sub, command == "eval"))
     _add_data(sub)
     _add_bench(sub)
@@ -198,10 +248,10 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _output_prefix(out: str, workdir: str) -> str:
+def _output_prefix(out: str, workdir: str, name: str = "sample") -> str:
     from gm_jax.train.workdir import check_writable
 
-    prefix = out or os.path.join(workdir, "samples", "sample")
+    prefix = out or os.path.join(workdir, "samples", name)
     check_writable(os.path.dirname(os.path.abspath(prefix)), "output folder", "--out")
     for ext in (".png", ".npz"):
         if os.path.isdir(prefix + ext):
@@ -231,6 +281,76 @@ def cmd_sample(args: argparse.Namespace, options: dict[str, list[Option]]) -> in
     np.savez(prefix + ".npz", samples=x, **{k: np.asarray(v) for k, v in info.items()})
     print(json.dumps({"num": args.num, "seconds_incl_compile": round(seconds, 3), **info,
                       "png": prefix + ".png", "npz": prefix + ".npz"}))
+    return 0
+
+
+def _task_settings(args: argparse.Namespace) -> Any:
+    """The task's settings from the flags, checked against the input before any model is loaded: the
+    input file, the mask (binary, of the input's size) and the operator (e.g. --scale divides H and W)."""
+    from gm_jax.train import restore as rs
+
+    rs.check_task_flags(args.task, {"mask": args.mask, "mask_kind": args.mask_kind, "scale": args.scale,
+                                    "blur_sigma": args.blur_sigma})
+    images = rs.read_input(args.input)
+    mask = rs.read_mask(args.mask, images.hw) if args.mask is not None else None
+    settings = rs.TaskSettings(args.task, mask, args.mask_kind, args.scale, args.blur_sigma, args.seed)
+    rs.build_operator(settings, images.hw + (3 if args.task == "colourize" else images.pixels.shape[-1],))
+    return images, settings
+
+
+def cmd_restore(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
+    from gm_jax.train import restore as rs
+    from gm_jax.train.workdir import load_workdir, read_config
+
+    _require_int("num", args.num, 1)
+    given = _given_options(args, options)
+    method = rs.check_method_options(given, options["method"][0].default)
+    images, settings = _task_settings(args)
+    read_config(args.workdir)
+    prefix = _output_prefix(args.out, args.workdir, f"restore_{args.task}")
+    rs.check_not_input(prefix, [args.input, args.mask])
+    run, state = load_workdir(args.workdir)
+    given = run.family.check_restore_options(given)
+    spec = run.pipeline.spec
+    x = rs.images_for_spec(images, spec)
+    op = rs.build_operator(settings, spec.shape)
+    t0 = time.perf_counter()
+    result = rs.restore_images(run.family, state.sampling_params(), x, op, args.seed, args.num,
+                               {**given, "method": method})
+    seconds = time.perf_counter() - t0
+    png, npz = rs.write_restoration(prefix, result, spec.value_range)
+    print(json.dumps({"task": args.task, "operator": op.name, "method": method, "images": int(x.shape[0]),
+                      "num": args.num, "nfe": result["nfe"], "seconds_incl_compile": round(seconds, 3),
+                      "png": png, "npz": npz}))
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
+    from gm_jax.train import restore as rs
+    from gm_jax.train.workdir import load_workdir, read_config
+
+    num = args.num if args.num is not None else (1 if args.invert else 4)
+    _require_int("num", num, 1)
+    if args.invert and num > 1:
+        raise ConfigError("--invert is deterministic (DDIM inversion and regeneration), so every edit would be the "
+                          "same; drop --num or pass --num 1")
+    given = _given_options(args, options)
+    if args.invert and "sampler" in given:
+        raise ConfigError("--invert regenerates with deterministic DDIM; drop --sampler")
+    images = rs.read_input(args.input)
+    read_config(args.workdir)
+    prefix = _output_prefix(args.out, args.workdir, "edit")
+    rs.check_not_input(prefix, [args.input])
+    run, state = load_workdir(args.workdir)
+    given = run.family.check_edit_options(given)
+    spec = run.pipeline.spec
+    x = rs.images_for_spec(images, spec)
+    t0 = time.perf_counter()
+    result = rs.edit_images(run.family, state.sampling_params(), x, args.seed, num, args.invert, given)
+    seconds = time.perf_counter() - t0
+    png, npz = rs.write_edits(prefix, result, spec.value_range)
+    print(json.dumps({"edit": "invert" if args.invert else "sdedit", "images": int(x.shape[0]), "num": num,
+                      "nfe": result["nfe"], "seconds_incl_compile": round(seconds, 3), "png": png, "npz": npz}))
     return 0
 
 
@@ -327,6 +447,10 @@ def _dispatch(args: argparse.Namespace, overrides: list[str], options: dict[str,
         return cmd_train(args, overrides)
     if args.command == "sample":
         return cmd_sample(args, options)
+    if args.command == "restore":
+        return cmd_restore(args, options)
+    if args.command == "edit":
+        return cmd_edit(args, options)
     if args.command == "eval":
         return cmd_eval(args, options)
     if args.command == "bench":
@@ -347,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(rest)
         if overrides and args.command != "train":
             raise ConfigError(f"--config.* overrides apply to `gm-jax train` only, not `{args.command}`")
-        if args.command in ("train", "sample", "eval"):
+        if args.command in ("train", "sample", "restore", "edit", "eval"):
             from gm_jax.train.compile_cache import enable_compilation_cache
 
             enable_compilation_cache()

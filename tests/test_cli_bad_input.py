@@ -70,12 +70,33 @@ def area(tmp_path_factory, data_dir):
     for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
               "t10k-labels-idx1-ubyte.gz"):
         (notgz / f).write_bytes(b"plain text, not gzip")
+    _image_inputs(base)
     cifar = base / "cifar_garbage" / "cifar-10-batches-py"
     cifar.mkdir(parents=True)
     for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (cifar / f).write_bytes(b"not a pickle")
     return base
 
+
+def _image_inputs(base: Path) -> None:
+    """Inputs of `restore`/`edit`: a 28 x 28 grayscale PNG, a binary mask of its size, masks that are not
+    binary or of another size, a PNG and an .npz of garbage bytes, and an .npz without an images array."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = (np.arange(28 * 28).reshape(28, 28) % 256).astype(np.uint8)
+    Image.fromarray(pixels).save(base / "img.png")
+    Image.fromarray(pixels).save(base / "mask_grey.png")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(base / "mask_small.png")
+    Image.fromarray(np.where(pixels > 128, 255, 0).astype(np.uint8)).save(base / "mask.png")
+    (base / "garbage.png").write_bytes(b"\x89PNG not really an image")
+    (base / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip archive")
+    np.savez(base / "nokey.npz", pixels=pixels)
+
+
+RW = ["restore", "--workdir", "{B}/run", "--task", "inpaint"]  # a restore request without its input
+R = RW + ["--input", "{B}/img.png"]  # ... with a valid input
+RS = ["restore", "--workdir", "{B}/run", "--input", "{B}/img.png"]  # ... without its task
 
 # (name, argv with {B} = the area folder and {D} = the TFDS data_dir, words the error line must contain)
 CASES = [
@@ -165,6 +186,52 @@ CASES = [
      "is a directory"),
     ("sample_config_override", ["sample", "--workdir", "{B}/run", "--config.seed=1"], "apply to `gm-jax train`"),
     ("sample_unknown_flag", ["sample", "--workdir", "{B}/run", "--colour", "red"], "unrecognized arguments"),
+    # restore and edit (the run is a VAE: everything but the refusal itself fails before the model loads)
+    ("restore_model_cannot_restore", R, "family 'vae' cannot restore (it can: train, sample, evaluate)"),
+    ("edit_model_cannot_edit", ["edit", "--workdir", "{B}/run", "--input", "{B}/img.png"],
+     "family 'vae' cannot edit (it can: train, sample, evaluate)"),
+    ("edit_strength_zero", ["edit", "--workdir", "{B}/run", "--input", "{B}/img.png", "--strength", "0"],
+     "--strength must be in (0, 1]"),
+    ("edit_strength_above_one", ["edit", "--workdir", "{B}/run", "--input", "{B}/img.png", "--strength", "1.5"],
+     "--strength must be in (0, 1]"),
+    ("edit_strength_nan", ["edit", "--workdir", "{B}/run", "--input", "{B}/img.png", "--strength", "nan"],
+     "--strength must be finite"),
+    ("edit_invert_with_sampler", ["edit", "--workdir", "{B}/run", "--input", "{B}/img.png", "--invert",
+                                  "--sampler", "ddpm"], "drop --sampler"),
+    ("edit_invert_with_num", ["edit", "--workdir", "{B}/run", "--input", "{B}/img.png", "--invert", "--num", "3"],
+     "--invert is deterministic"),
+    ("edit_garbage_input", ["edit", "--workdir", "{B}/run", "--input", "{B}/garbage.png"], "not a readable image"),
+    ("edit_out_overwrites_input", ["edit", "--workdir", "{B}/run", "--input", "{B}/img.png", "--out", "{B}/img"],
+     "would overwrite the input"),
+    ("restore_mask_not_binary", R + ["--mask", "{B}/mask_grey.png"], "is not binary"),
+    ("restore_mask_wrong_size", R + ["--mask", "{B}/mask_small.png"], "mask of the image's size"),
+    ("restore_mask_missing", R + ["--mask", "{B}/nope.png"], "not found"),
+    ("restore_mask_and_mask_kind", R + ["--mask", "{B}/mask_small.png", "--mask_kind", "box"], "both given"),
+    ("restore_bad_mask_kind", R + ["--mask_kind", "circle"], "--mask_kind 'circle'"),
+    ("restore_random_mask_fraction", R + ["--mask_kind", "random:1.5"], "observed fraction P must be in (0, 1)"),
+    ("restore_box_outside", R + ["--mask_kind", "box:20,20,10,10"], "does not fit a 28x28 image"),
+    ("restore_scale_not_dividing", RS + ["--task", "superres", "--scale", "5"], "--scale 5 does not divide"),
+    ("restore_flag_of_another_task", R + ["--scale", "2"], "--scale applies to --task superres"),
+    ("restore_blur_too_wide", RS + ["--task", "deblur", "--blur_sigma", "40"], "too wide for 28x28"),
+    ("restore_blur_negative", RS + ["--task", "deblur", "--blur_sigma", "-1"], "--blur_sigma must be finite"),
+    ("restore_unknown_task", RS + ["--task", "denoise"], "--task must be one of"),
+    ("restore_unknown_method", R + ["--method", "bogus"], "--method must be one of"),
+    ("restore_option_of_another_method", R + ["--method", "ddnm", "--zeta", "0.5"],
+     "inverse method 'ddnm' does not take --zeta; it takes: --eta"),
+    ("restore_option_of_the_default_method", R + ["--resample", "2"], "inverse method 'ddrm' does not take"),
+    ("restore_sigma_y_negative", R + ["--sigma_y", "-0.1"], "--sigma_y must be >= 0"),
+    ("restore_eta_above_one", R + ["--eta", "1.5"], "--eta must be in [0, 1]"),
+    ("restore_num_zero", R + ["--num", "0"], "--num must be >= 1"),
+    ("restore_garbage_png", RW + ["--input", "{B}/garbage.png"], "not a readable image"),
+    ("restore_garbage_npz", RW + ["--input", "{B}/garbage.npz"], "not a readable .npz"),
+    ("restore_npz_without_images", RW + ["--input", "{B}/nokey.npz"], "no array named"),
+    ("restore_input_missing", RW + ["--input", "{B}/nope.png"], "not found"),
+    ("restore_input_unknown_type", RW + ["--input", "{B}/a_file"], "unknown file type"),
+    ("restore_out_overwrites_input", R + ["--out", "{B}/img"], "would overwrite the input"),
+    ("restore_out_overwrites_mask", R + ["--mask", "{B}/mask.png", "--out", "{B}/mask"], "would overwrite the input"),
+    ("restore_missing_workdir", ["restore", "--workdir", "{B}/nowhere", "--task", "inpaint", "--input",
+                                 "{B}/img.png"], "no config.json"),
+    ("restore_sampler_flag", R + ["--sampler", "ddim"], "unrecognized arguments"),
     # eval
     ("eval_unknown_metric", ["eval", "--workdir", "{B}/run", "--metrics", "fid,lpips"], "unknown metric 'lpips'"),
     ("eval_num_zero", ["eval", "--workdir", "{B}/run", "--metrics", "fid", "--num", "0"], "--num must be >= 2"),

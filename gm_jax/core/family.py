@@ -85,10 +85,17 @@ class Family:
                                                              # chain; common kwargs: sampler, steps, eta,
                                                              # guidance, label, temperature
     evaluate(params, batch, key) -> metrics                  # optional; e.g. ELBO, NLL, bits/dim
+    restore(params, key, y, op, method, num, **kwargs)       # optional; posterior samples of a linear
+        -> (x [num, B, ...], info)                           # inverse problem y = A x + σ_y ε, in the data's
+                                                             # value range; info["nfe"]
+    edit(params, key, x, strength, num, label=None,          # optional; edits of images x [B, ...] (SDEdit,
+         invert=False, **kwargs) -> (x [num, B, ...], info)  # or inversion and regeneration)
 
     The declaration: ``sample_options`` are the keyword options ``sample`` takes (validated by
     :meth:`check_sample_options` before any work); ``eval_options`` those of evaluation; ``conditioning``
-    the kinds of condition ``sample`` accepts, a subset of ``CONDITIONING_KINDS``.
+    the kinds of condition ``sample`` accepts, a subset of ``CONDITIONING_KINDS``; ``restore_options`` and
+    ``edit_options`` the keyword options of ``restore`` and ``edit`` (``edit_options`` includes
+    ``strength``).
     """
 
     name: str
@@ -99,6 +106,10 @@ class Family:
     sample_options: tuple[Option, ...] = ()
     eval_options: tuple[Option, ...] = ()
     conditioning: tuple[str, ...] = ()
+    restore: Callable[..., tuple[jax.Array, dict[str, Any]]] | None = None
+    restore_options: tuple[Option, ...] = ()
+    edit: Callable[..., tuple[jax.Array, dict[str, Any]]] | None = None
+    edit_options: tuple[Option, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.conditioning) - set(CONDITIONING_KINDS)
@@ -106,6 +117,10 @@ class Family:
             raise ValueError(f"family {self.name}: unknown conditioning kinds {sorted(unknown)}")
         if self.sample is None and self.sample_options:
             raise ValueError(f"family {self.name}: sample options declared but no sample function")
+        if self.restore is None and self.restore_options:
+            raise ValueError(f"family {self.name}: restore options declared but no restore function")
+        if self.edit is None and self.edit_options:
+            raise ValueError(f"family {self.name}: edit options declared but no edit function")
 
     @property
     def can_sample(self) -> bool:
@@ -120,3 +135,31 @@ class Family:
 
     def check_eval_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         return check_options(given, self.eval_options, f"evaluation of family {self.name!r}")
+
+    @property
+    def can_restore(self) -> bool:
+        return self.restore is not None
+
+    @property
+    def can_edit(self) -> bool:
+        return self.edit is not None
+
+    def abilities(self) -> str:
+        """What this family can do, in words (for a one-line refusal): e.g. ``train, sample, evaluate``."""
+        names = ["train"] + [n for n, f in (("sample", self.sample), ("evaluate", self.evaluate),
+                                            ("restore", self.restore), ("edit", self.edit)) if f is not None]
+        return ", ".join(names)
+
+    def check_restore_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` validated against ``restore_options`` (``None`` values mean "not given")."""
+        if not self.can_restore:
+            raise ConfigError(f"family {self.name!r} cannot restore (it can: {self.abilities()}); use a run "
+                              "of a family that restores, e.g. diffusion on images")
+        return check_options(given, self.restore_options, f"restoration with family {self.name!r}")
+
+    def check_edit_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` validated against ``edit_options`` (``None`` values mean "not given")."""
+        if not self.can_edit:
+            raise ConfigError(f"family {self.name!r} cannot edit (it can: {self.abilities()}); use a run "
+                              "of a family that edits, e.g. diffusion on images")
+        return check_options(given, self.edit_options, f"editing with family {self.name!r}")

@@ -13,6 +13,13 @@ Sampling options are data: :data:`SAMPLE_OPTIONS` (the sampler, chosen from the 
 family declares the exact set of its config (steps <= the grid length, label only when class-conditional,
 defaults from ``config.model``, e.g. ``model.pc_snr`` for ``snr``). The factory :func:`make_family` only binds
 the module's pure functions (loss, train step, sample chain, evaluation) to one :class:`Setup`.
+
+Image models also restore and edit (:data:`RESTORE_OPTIONS`, :data:`EDIT_OPTIONS`): :func:`restore` draws
+posterior samples of a linear inverse problem y = A x + σ_y ε with a sampler of
+:mod:`gm_jax.diffusion.inverse` (RePaint, DDNM, DPS, DDRM, ΠGDM), :func:`edit` runs SDEdit or DDIM
+inversion and regeneration (:mod:`gm_jax.diffusion.editing`). Both take images and measurements in the
+data's value range and units and map them to the model's [−1, 1] (a linear A commutes with the affine map
+up to the constant b A 1, :func:`measurement_to_model`).
 """
 
 from __future__ import annotations
@@ -33,7 +40,11 @@ from gm_jax.core.errors import ConfigError, check_choice, require
 from gm_jax.core.optim import make_optimizer
 from gm_jax.core.options import Option, check_options
 from gm_jax.diffusion import losses
+from gm_jax.diffusion.editing import STRENGTH, invert_and_regenerate, sdedit
+from gm_jax.diffusion.inverse import INVERSE_SAMPLERS
+from gm_jax.diffusion.inverse import restore as inverse_restore
 from gm_jax.diffusion.networks import TimeConditionedMLP
+from gm_jax.diffusion.operators import LinearOperator
 from gm_jax.diffusion.parametrization import PARAMETRIZATIONS, from_x0, make_denoiser, network_x0
 from gm_jax.diffusion.samplers import SamplerSpec, all_sampler_options, get_sampler, prior_sample, sampler_names
 from gm_jax.diffusion.schedules import DiscreteSchedule, discrete_schedule, make_grid, make_sde
@@ -80,7 +91,7 @@ def model_defaults() -> ml_collections.ConfigDict:
     c.guidance = 1.0                # classifier-free guidance scale w (1: conditional only)
     c.pc_snr = 0.16                 # PC Langevin corrector target SNR
     c.pc_corrector_steps = 1
-    c.langevin_step_lr = 2e-5       # annealed Langevin ε
+    c.langevin_step_lr = 0.0        # annealed Langevin ε; 0: 0.2 σ_L² of the grid in use (Song & Ermon 2020)
     c.langevin_steps = 5            # annealed Langevin steps per level
     c.eval_num_t = 0                # VLB: 0 = all T terms, else L_0 + L_T exact and this many stratified KL terms
     c.clip_denoised = True          # images: clip x̂₀ to [−1, 1] while sampling (Ho et al. 2020's sampler)
@@ -326,6 +337,13 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+def check_steps_bound(s: Setup, given: Mapping[str, Any]) -> None:
+    """The schedule's bound on ``steps`` in words (before the declared range, which says the same tersely)."""
+    if _int_or_none(given.get("steps")) is not None and _int_or_none(given["steps"]) > s.max_steps:
+        raise ConfigError(f"--steps must be <= {s.max_steps} (the schedule length / model.max_sample_steps), "
+                          f"got {given['steps']}")
+
+
 def sample(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, first_index: int = 0,
            **options: Any) -> tuple[jax.Array, dict[str, Any]]:
     """``num`` samples in ``spec.value_range`` and ``{"nfe": ...}``. ``options``: the declared sampling
@@ -339,9 +357,7 @@ def sample(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, f
     sampler = configured_sampler(s.m, str(given.pop("sampler", s.m.sampler)))
     declared = sample_options(s)
     own = {o.name: o for o in declared}
-    if _int_or_none(given.get("steps")) is not None and _int_or_none(given["steps"]) > s.max_steps:
-        raise ConfigError(f"--steps must be <= {s.max_steps} (the schedule length / model.max_sample_steps), "
-                          f"got {given['steps']}")
+    check_steps_bound(s, given)
     given = check_options(given, declared, "family 'diffusion'")
     steps = own["steps"].check(given.pop("steps", own["steps"].default))  # the config's defaults checked too
     guidance = own["guidance"].check(given.pop("guidance", own["guidance"].default))
@@ -356,6 +372,221 @@ def sample(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, f
     x, info = compiled[cache_key](params, key, np.int32(steps), np.float32(guidance), label, np.int32(first_index),
                                   arrays)
     return x, {"nfe": int(info["nfe"])}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inverse problems and editing (images only)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _method_options() -> tuple[Option, ...]:
+    """Every inverse method's own options but σ_y (a property of the measurement, declared once); an option
+    several methods take with different defaults is declared with default ``None`` (each method's own)."""
+    decls: dict[str, list[tuple[str, Option]]] = {}
+    for method, spec in INVERSE_SAMPLERS.items():
+        for o in spec.options:
+            decls.setdefault(o.name, []).append((method, o))
+    out = []
+    for name, pairs in decls.items():
+        if name == "sigma_y":
+            continue
+        o = pairs[0][1]
+        if len(pairs) > 1:
+            defaults = ", ".join(f"{m} {p.default:g}" for m, p in pairs)
+            same = len({p.default for _, p in pairs}) == 1
+            o = o.narrowed(help=f"{o.help}; for {', '.join(m for m, _ in pairs)} (defaults: {defaults})",
+                           default=o.default if same else None)
+        out.append(o)
+    return tuple(out)
+
+
+METHOD = Option("method", "str", "posterior sampler of the inverse problem", "ddrm", choices=tuple(INVERSE_SAMPLERS))
+SIGMA_Y = Option("sigma_y", "float", "measurement noise std σ_y of y = A x + σ_y ε in the data's units "
+                 "(repaint and ddnm assume 0)", 0.0, low=0.0)
+RESTORE_OPTIONS: tuple[Option, ...] = (METHOD, STEPS, SIGMA_Y, GUIDANCE, LABEL) + _method_options()
+EDIT_OPTIONS: tuple[Option, ...] = (STRENGTH, STEPS, SAMPLER, GUIDANCE, LABEL)
+
+
+def _conditioning_options(s: Setup) -> list[Option]:
+    if not s.num_classes:
+        return []
+    return [GUIDANCE.narrowed(default=float(s.m.guidance)), LABEL.narrowed(high=s.num_classes - 1)]
+
+
+def restore_options(s: Setup) -> tuple[Option, ...]:
+    """The exact restoration options of this config: steps <= the grid length, label and guidance only when
+    class-conditional."""
+    steps = STEPS.narrowed(default=int(s.m.sample_steps), high=s.max_steps)
+    return (METHOD, steps, SIGMA_Y, *_conditioning_options(s)) + _method_options()
+
+
+def edit_options(s: Setup) -> tuple[Option, ...]:
+    """The exact editing options of this config (the sampler's default is ``model.sampler``)."""
+    steps = STEPS.narrowed(default=int(s.m.sample_steps), high=s.max_steps)
+    return (STRENGTH, steps, SAMPLER.narrowed(default=s.m.sampler), *_conditioning_options(s))
+
+
+def data_scale(s: Setup) -> tuple[float, float]:
+    """(a, b) of the map to model space x_m = a x + b (:func:`to_model`: a = 2/(hi − lo), b = −1 − a lo)."""
+    a = 2.0 / (s.hi - s.lo)
+    return a, -1.0 - a * s.lo
+
+
+def measurement_to_model(s: Setup, op: LinearOperator, y: jax.Array) -> jax.Array:
+    """The measurement of the model-space image: A(a x + b 1) = a A x + b A 1 for a linear A, so
+    y_m = a y + b A 1 (exact for every operator; for a mask, b on the observed pixels only)."""
+    a, b = data_scale(s)
+    return a * y + b * op.A(jnp.ones((1,) + op.x_shape, y.dtype))
+
+
+def restore_chain(s: Setup, method: str, total: int, conditional: bool) -> Callable:
+    """``run(params, key, steps, guidance, label, first_index, op, y, arrays) -> (x, info)``: the prior draw
+    x_T ~ N(0, σ_0² I) and the posterior sampler ``method`` of :data:`INVERSE_SAMPLERS` on the sampler grid
+    (to be jitted; ``y`` in the data's units, mapped by :func:`measurement_to_model`)."""
+
+    def run(params, key, steps, guidance, label, first_index, op, y, arrays):
+        grid = make_grid(s.grid_name, s.process, steps, s.max_steps)
+        denoiser = sampling_denoiser(s, params, label if conditional else None, guidance, total)
+        k_prior, k_chain = jax.random.split(key)
+        x_T = prior_sample(k_prior, grid, (total,) + tuple(s.spec.shape), first_index)
+        x, info = inverse_restore(method, denoiser, k_chain, x_T, grid, op, measurement_to_model(s, op, y),
+                                  first_index, **arrays)
+        return from_model(s, x), info
+
+    return run
+
+
+def _check_measurement(s: Setup, op: LinearOperator, y: Any) -> np.ndarray:
+    y = np.asarray(y, np.float32)
+    require(tuple(op.x_shape) == tuple(s.spec.shape),
+            f"operator {op.name!r} is built for images {op.x_shape}, but the model's are {tuple(s.spec.shape)}; "
+            "build it for the model's image shape")
+    require(y.ndim == len(op.y_shape) + 1 and tuple(y.shape[1:]) == tuple(op.y_shape) and y.shape[0] >= 1,
+            f"y has shape {tuple(y.shape)}, expected [B, {', '.join(map(str, op.y_shape))}]; measure with op.A")
+    require(bool(np.all(np.isfinite(y))), "y holds NaN or inf; measure a finite image")
+    return y
+
+
+def _numeric(options: tuple[Option, ...], values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    kinds = {o.name: o.kind for o in options}
+    return {k: (np.float32(v) if kinds[k] == "float" else np.int32(v)) for k, v in values.items()}
+
+
+def _method_arrays(s: Setup, method: str, given: dict[str, Any], sigma_y: float) -> dict[str, np.ndarray]:
+    """The method's options (defaults filled, another method's refused), σ_y in model units (a σ_y)."""
+    spec = INVERSE_SAMPLERS[method]
+    if "sigma_y" in {o.name for o in spec.options}:
+        given = {**given, "sigma_y": data_scale(s)[0] * sigma_y}
+    return _numeric(spec.options, spec.check(method, given))
+
+
+def _draw_labels(s: Setup, label: Any, num: int, b: int) -> np.ndarray | None:
+    """The label of every draw [num B]: one int for all, one per input [B] (repeated for each draw) or one
+    per draw [num B]."""
+    if label is None:
+        return None
+    size = int(np.size(label))
+    require(np.ndim(label) <= 1 and size in (1, b, num * b),
+            f"label must be one int, one per input ({b}) or one per draw ({num * b}), got shape {np.shape(label)}")
+    return _host_label(s, np.tile(np.reshape(label, -1), num) if size == b and b > 1 else label, num * b)
+
+
+def _tile(x: np.ndarray, num: int) -> np.ndarray:
+    """[B, ...] -> [num B, ...]: row j B + i is example i (draw j of it)."""
+    return np.concatenate([x] * num, axis=0)
+
+
+def restore(s: Setup, compiled: dict, params: PyTree, key: jax.Array, y: Any, op: LinearOperator,
+            method: str | None = None, num: int = 1, first_index: int = 0, **options: Any
+            ) -> tuple[jax.Array, dict[str, Any]]:
+    """``num`` posterior samples x ~ p(x | y) per measurement y [B, *op.y_shape] of y = A x + σ_y ε (in the
+    data's value range and units), as [num, B, *image shape] in the data's range, and ``{"nfe": ...}``.
+    ``method``: a name of :data:`INVERSE_SAMPLERS` (default ``ddrm``); ``options``: the declared restoration
+    options (``None``: not given): steps, sigma_y, the method's own, and label/guidance for class-conditional
+    models (label-conditional denoiser; unconditional otherwise). Draw j of measurement i uses the keys of
+    index ``first_index + j B + i``. Numbers are arrays (no recompilation); ``compiled``: the jit cache."""
+    method = METHOD.check(METHOD.default if method is None else method)
+    y = _check_measurement(s, op, y)
+    n, b = int(num), y.shape[0]
+    require(n >= 1, f"num must be >= 1, got {num}")
+    given = {k: v for k, v in options.items() if v is not None}
+    label = _draw_labels(s, given.pop("label", None), n, b)
+    check_steps_bound(s, given)
+    declared = {o.name: o for o in restore_options(s)}
+    given = check_options(given, tuple(declared.values()), "restoration with family 'diffusion'")
+    steps = declared["steps"].check(given.pop("steps", declared["steps"].default))
+    guidance = given.pop("guidance", float(s.m.guidance))
+    arrays = _method_arrays(s, method, given, float(given.pop("sigma_y", 0.0)))
+    cache_key = ("restore", method, n * b, label is not None)
+    if cache_key not in compiled:
+        compiled[cache_key] = jax.jit(restore_chain(s, method, n * b, label is not None))
+    label = np.zeros((n * b,), np.int32) if label is None else label
+    x, info = compiled[cache_key](params, key, np.int32(steps), np.float32(guidance), label, np.int32(first_index),
+                                  op, _tile(y, n), arrays)
+    return x.reshape((n, b) + tuple(s.spec.shape)), {"nfe": int(info["nfe"])}
+
+
+def edit_chain(s: Setup, sampler: SamplerSpec, total: int, conditional: bool, invert: bool,
+               static: Mapping[str, Any]) -> Callable:
+    """``run(params, key, steps, guidance, label, strength, first_index, x, arrays) -> (x_edit, info)``:
+    SDEdit (Meng et al. 2022) with ``sampler`` from the strength's grid point, or with ``invert`` DDIM
+    inversion with the unconditional denoiser and deterministic DDIM back with the (label-)conditional one
+    (:func:`~gm_jax.diffusion.editing.invert_and_regenerate`); ``x`` in the data's range."""
+
+    def run(params, key, steps, guidance, label, strength, first_index, x, arrays):
+        grid = make_grid(s.grid_name, s.process, steps, s.max_steps)
+        target = sampling_denoiser(s, params, label if conditional else None, guidance, total)
+        x = to_model(s, x)
+        if invert:
+            source = sampling_denoiser(s, params, None, guidance, total)
+            out, info = invert_and_regenerate(source, target, x, grid, strength)
+        else:
+            out, info = sdedit(sampler, target, key, x, grid, strength, first_index, **static, **arrays)
+        return from_model(s, out), {"nfe": info["nfe"]}
+
+    return run
+
+
+def _check_images(s: Setup, x: Any) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    shape = tuple(s.spec.shape)
+    require(x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape and x.shape[0] >= 1,
+            f"images have shape {tuple(x.shape)}, expected [B, {', '.join(map(str, shape))}]; pass the model's "
+            "image shape")
+    require(bool(np.all(np.isfinite(x))), "images hold NaN or inf; pass finite images")
+    return x
+
+
+def edit(s: Setup, compiled: dict, params: PyTree, key: jax.Array, x: Any, strength: float | None, num: int = 1,
+         label: Any = None, invert: bool = False, first_index: int = 0, **options: Any
+         ) -> tuple[jax.Array, dict[str, Any]]:
+    """``num`` edits per image of ``x`` [B, *image shape] (data range) as [num, B, ...] and ``{"nfe": ...}``:
+    SDEdit at ``strength`` s ∈ (0, 1] (``None``: 0.5; :func:`~gm_jax.diffusion.editing.sdedit`; the last round(s N) of N
+    grid steps) with the declared ``sampler`` (default ``model.sampler``, its options from ``config.model``),
+    or with ``invert`` DDIM inversion and regeneration (deterministic: the ``num`` edits are equal). ``label``
+    (class-conditional models) conditions the regeneration, guided by ``guidance``."""
+    x = _check_images(s, x)
+    n, b = int(num), x.shape[0]
+    require(n >= 1, f"num must be >= 1, got {num}")
+    given = {k: v for k, v in options.items() if v is not None}
+    require(not (invert and "sampler" in given), "--invert regenerates with deterministic DDIM; drop --sampler")
+    label = _draw_labels(s, label, n, b)
+    check_steps_bound(s, given)
+    declared = {o.name: o for o in edit_options(s)}
+    strength = STRENGTH.default if strength is None else strength
+    given = check_options({**given, "strength": strength}, tuple(declared.values()), "editing with family 'diffusion'")
+    steps = declared["steps"].check(given.get("steps", declared["steps"].default))
+    sampler = configured_sampler(s.m, str(given.get("sampler", s.m.sampler)))
+    opts = sampler.check({})
+    static = {k: v for k, v in opts.items() if k in sampler.static_options}
+    arrays = _numeric(sampler.options, {k: v for k, v in opts.items() if k not in static})
+    cache_key = ("edit", sampler.name, n * b, label is not None, bool(invert), tuple(sorted(static.items())))
+    if cache_key not in compiled:
+        compiled[cache_key] = jax.jit(edit_chain(s, sampler, n * b, label is not None, bool(invert), static))
+    label = np.zeros((n * b,), np.int32) if label is None else label
+    out, info = compiled[cache_key](params, key, np.int32(steps), np.float32(given.get("guidance", s.m.guidance)),
+                                    label, np.float32(given["strength"]), np.int32(first_index), _tile(x, n), arrays)
+    return out.reshape((n, b) + tuple(s.spec.shape)), {"nfe": int(info["nfe"])}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -394,6 +625,10 @@ def make_family(config: ml_collections.ConfigDict, spec: DataSpec, inputs: Famil
     pure functions bound to one :class:`Setup`. ``inputs`` is unused (the family needs no upstream run)."""
     del inputs
     s = build_setup(config, spec)
+    images = {}
+    if s.scale_data:  # inverse problems and editing need images
+        images = dict(restore=functools.partial(restore, s, {}), restore_options=restore_options(s),
+                      edit=functools.partial(edit, s, {}), edit_options=edit_options(s))
     return Family(name="diffusion", init=functools.partial(init, s), train_step=functools.partial(train_step, s),
                   sample=functools.partial(sample, s, {}), evaluate=jax.jit(functools.partial(evaluate, s)),
-                  sample_options=sample_options(s), conditioning=("label",) if s.num_classes else ())
+                  sample_options=sample_options(s), conditioning=("label",) if s.num_classes else (), **images)

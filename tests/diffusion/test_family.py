@@ -131,3 +131,70 @@ def test_family_declares_its_sample_options():
     assert info["nfe"] == 3 * 2
     _, info = fam.sample(params, jax.random.key(0), 4, sampler="pc", steps=3, n_corrector=2, corrector="langevin")
     assert info["nfe"] == 3 * 3
+
+
+def _image_family():
+    """A tiny image model on 8 x 8 x 1 images in [0, 1] (an MLP denoiser, T = 20), its spec and parameters."""
+    spec = DataSpec(shape=(8, 8, 1), num_classes=2, value_range=(0.0, 1.0))
+    fam = make_family(_config(num_timesteps=20, max_sample_steps=20, sample_steps=5, mlp_hidden=(16,), mlp_emb_dim=8),
+                      spec)
+    x = np.random.RandomState(0).rand(2, 8, 8, 1).astype(np.float32)
+    params = fam.init(jax.random.key(0), {"x": x, "label": np.zeros(2, np.int32)}).params
+    return fam, spec, x, params
+
+
+def test_family_restores_with_every_inverse_method():
+    """Family.restore: [num, B, H, W, C] in the data's range and info["nfe"] = the method's expected NFE; at
+    σ_y = 0 DDNM and DDRM return the observed pixels of the (data-range) input, and DDRM's super-resolution
+    has A x = y on the blocks the final clip to [0, 1] leaves alone, which holds only if the measurement is
+    mapped to the model's [−1, 1] as a x + b gives a y + b A 1; an option of another method and an operator
+    of another shape are one-line errors."""
+    from gm_jax.diffusion import operators
+    from gm_jax.diffusion.inverse import INVERSE_SAMPLERS
+
+    fam, spec, x, params = _image_family()
+    assert fam.can_restore and fam.can_edit
+    opts = {o.name: o for o in fam.restore_options}
+    assert opts["steps"].high == 20 and opts["method"].choices == tuple(INVERSE_SAMPLERS) and opts["label"].high == 1
+    op = operators.box_mask(spec.shape, 2, 3, 4, 4)
+    y = np.asarray(op.A(x))
+    observed = np.asarray(op.mask) > 0
+    for method, inverse_spec in INVERSE_SAMPLERS.items():
+        extra = {"resample": 1} if method == "repaint" else {}
+        out, info = fam.restore(params, jax.random.key(1), y, op, method, 3, steps=3, **extra)
+        out = np.asarray(out)
+        assert out.shape == (3, 2, 8, 8, 1) and info["nfe"] == inverse_spec.expected_nfe(3, **extra), method
+        assert 0.0 <= out.min() and out.max() <= 1.0
+        if method in ("ddnm", "ddrm"):
+            np.testing.assert_allclose(out[:, :, observed], np.broadcast_to(x, out.shape)[:, :, observed], atol=1e-5)
+    down = operators.downsample(spec.shape, 2)
+    y = np.asarray(down.A(x))
+    out, info = fam.restore(params, jax.random.key(2), y, down, "ddrm", 2, steps=4, eta=0.5)
+    out = np.asarray(out).reshape(-1, 8, 8, 1)
+    inside = np.asarray(down.A((out > 0) & (out < 1))) == 1.0  # 2 x 2 blocks not clipped to [0, 1]
+    assert inside.sum() >= 4 and info["nfe"] == 4
+    np.testing.assert_allclose(np.asarray(down.A(out))[inside], np.tile(y, (2, 1, 1, 1))[inside], atol=1e-5)
+    with pytest.raises(ConfigError, match="inverse method 'ddnm' does not take --zeta"):
+        fam.restore(params, jax.random.key(0), y, down, "ddnm", 1, zeta=0.5)
+    with pytest.raises(ConfigError, match="built for images"):
+        fam.restore(params, jax.random.key(0), np.zeros((1, 4, 4, 1)), operators.downsample((4, 4, 1), 2), "ddrm")
+
+
+def test_family_edits_images_and_vector_models_do_neither():
+    """Family.edit: SDEdit runs the last round(s N) of N steps (a label per input), inversion encodes and
+    decodes that many; vector (toy) models declare neither restoration nor editing."""
+    fam, spec, x, params = _image_family()
+    out, info = fam.edit(params, jax.random.key(1), x, 0.6, 3, steps=5, label=[0, 1], guidance=2.0)  # one per input
+    assert np.asarray(out).shape == (3, 2, 8, 8, 1) and info["nfe"] == 3
+    with pytest.raises(ConfigError, match=r"one per input \(2\) or one per draw \(6\)"):
+        fam.edit(params, jax.random.key(1), x, 0.6, 3, label=[0, 1, 1])
+    out, info = fam.edit(params, jax.random.key(1), x, 1.0, 1, invert=True, steps=4)
+    assert np.asarray(out).shape == (1, 2, 8, 8, 1) and info["nfe"] == 8
+    with pytest.raises(ConfigError, match=r"--strength must be in \(0, 1\]"):
+        fam.edit(params, jax.random.key(1), x, 0.0, 1)
+    with pytest.raises(ConfigError, match="drop --sampler"):
+        fam.edit(params, jax.random.key(1), x, 0.5, 1, invert=True, sampler="ddpm")
+    vectors = make_family(_config(), DataSpec(shape=(2,)))
+    assert not vectors.can_restore and not vectors.can_edit and vectors.restore_options == vectors.edit_options == ()
+    with pytest.raises(ConfigError, match=r"cannot restore \(it can: train, sample, evaluate\)"):
+        vectors.check_restore_options({})
