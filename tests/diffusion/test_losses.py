@@ -119,30 +119,34 @@ def test_vlb_stratified_with_all_strata_equals_full_sum():
 
 def test_vlb_stratified_estimate_is_unbiased_with_less_spread_than_uniform():
     """The mean of the 4-stratum estimate over many keys equals the mean of the full sum (both use
-    per-index noise); it always includes L_0 exactly and spreads less around the full sum than plain
-    uniform sampling of 5 of the T terms (Nichol & Dhariwal 2021), which draws L_0 with probability 5/T."""
+    per-index noise); it always includes L_0 exactly. Its variance over the index draw, given the noise, is
+    Σ_h n_h² Var_{t∈h}(L_t) — checked against the spread of (estimate − full sum) — and is smaller than
+    that of plain uniform sampling of 5 of the T terms (Nichol & Dhariwal 2021), T² Var_t(L_t) / 5: both
+    computed exactly from the per-index terms (their ratio of standard deviations is ~0.94 here)."""
     sched, x0, x0_fn = _gaussian_vlb_setup()
     keys = jax.random.split(jax.random.key(0), 400)
     est = jax.jit(jax.vmap(lambda k: L.vlb(sched, k, x0, x0_fn, 4, levels=0)))(keys)
     full = jax.jit(jax.vmap(lambda k: L.vlb(sched, k, x0, x0_fn, None, levels=0)))(keys)
     se = np.asarray(jnp.std(est - full, 0)) / np.sqrt(len(keys))
     np.testing.assert_allclose(np.asarray(est.mean(0)), np.asarray(full.mean(0)), atol=float(4 * se.max() + 1e-3))
-    # plain uniform sampling of 5 of all T terms (Nichol & Dhariwal 2021) on the same per-index terms
     T = sched.num_steps
 
-    def terms(k):
+    def terms(k):  # every L_t with the noise vlb uses for it
+        kn = jax.random.split(k)[1]
+
         def one(i):
             a, s = sched.alpha_sigma(i)
-            x_t = a * x0 + s * jax.random.normal(jax.random.fold_in(k, i), x0.shape)
+            x_t = a * x0 + s * jax.random.normal(jax.random.fold_in(kn, i), x0.shape)
             return L.vlb_term(sched, x0, x_t, i, x0_fn(x_t, i, a, s), levels=0)
         return jax.vmap(one)(jnp.arange(T))
 
-    per_t = jax.jit(jax.vmap(terms))(keys)                               # [keys, T, examples]
-    draws = jax.random.randint(jax.random.key(9), (len(keys), 5), 0, T)
-    uniform = T * jnp.take_along_axis(per_t, draws[:, :, None], 1).mean(1)
-    spread_uniform = np.asarray(jnp.std(uniform - per_t.sum(1), 0))
-    spread_strat = np.asarray(jnp.std(est - full, 0))
-    assert np.all(spread_strat < 0.9 * spread_uniform), (spread_strat, spread_uniform)
+    per_t = np.asarray(jax.jit(jax.vmap(terms))(keys), np.float64)     # [keys, T, examples]
+    bounds = 1 + (np.arange(5) * (T - 1)) // 4
+    var_strat = sum((hi - lo) ** 2 * per_t[:, lo:hi].var(1) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True))
+    var_uniform = T ** 2 * per_t.var(1) / 5
+    # the spread of (estimate - full sum) is heavy-tailed (rare large L_t): 400 keys pin it only to ~x1.5
+    assert np.all(np.abs(np.log(np.asarray(jnp.var(est - full, 0)) / var_strat.mean(0))) < np.log(2.0))
+    assert np.all(np.sqrt(var_strat.mean(0) / var_uniform.mean(0)) < 0.97)
 
 
 def test_vlb_rejects_bad_num_t():
