@@ -78,10 +78,31 @@ def test_attention_is_permutation_equivariant():
 # Recorded from the U-Net before text conditioning existed (context_dim = 0 must reproduce it exactly):
 # parameter count, leaf count, sha256 of the sorted "path(shape)" rows, and sum, Σ|·| and Σ(·)² of the output
 # for the PRNG-free parameters of ``_fixed`` and input sin(0.3 i) (so the values do not depend on JAX's threefry mode).
+# The outputs were re-recorded once, when GroupNorm got ≥ 4 channels per group (group_count): with one channel
+# per group the nets of width ≤ 32 ignored t and the label (test_time_and_label_reach_the_output).
 _RECORDED = {
-    "tiny": ((2, 8, 8, 3), 164563, 114, "1a72ecae24fce8c4", (-10.140197, 12.307266, 0.5747628)),
-    "small": ((2, 28, 28, 1), 1062497, 152, "93159448634c7787", (0.7773786, 20.648048, 1.8726926)),
+    "tiny": ((2, 8, 8, 3), 164563, 114, "1a72ecae24fce8c4", (-11.132278, 12.954185, 0.6546291)),
+    "small": ((2, 28, 28, 1), 1062497, 152, "93159448634c7787", (-0.0347074, 20.659926, 1.8292427)),
 }
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_time_and_label_reach_the_output(name):
+    """The timestep and class embeddings enter every residual block as a per-channel shift before its
+    second GroupNorm; the output must move with them far beyond round-off (it did not for widths ≤ 32 when
+    each group held one channel, which normalizes such a shift away)."""
+    model = UNet(**unet_config(name, dropout=0.0, num_classes=3))
+    shape = (2, 8, 8, 1)
+    x = _fixed(shape, 5)
+    t = jnp.array([3.0, 50.0])
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(1), x, t, jnp.array([0, 1])))["params"]
+    flat, tree = jax.tree.flatten(shapes)
+    params = {"params": jax.tree.unflatten(tree, [_fixed(leaf.shape, j) for j, leaf in enumerate(flat)])}
+    f = jax.jit(lambda t, y: model.apply(params, x, t, y))
+    base = np.asarray(f(t, jnp.array([0, 1])))
+    scale = np.abs(base).mean()
+    assert np.abs(np.asarray(f(t + 100.0, jnp.array([0, 1]))) - base).mean() > 1e-5 * scale  # round-off: ~1e-7
+    assert np.abs(np.asarray(f(t, jnp.array([2, 2]))) - base).mean() > 1e-5 * scale  # round-off: ~1e-7
 
 
 def _fixed(shape, offset=0):
