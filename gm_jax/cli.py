@@ -118,7 +118,7 @@ def _add_edit(sub: Any, with_options: bool) -> dict[str, list[Option]]:
 
 
 def _declared_table(command: str) -> dict[str, tuple[list[Option], list[str]]]:
-    from gm_jax.train.restore import all_edit_options, all_restore_options
+    from gm_jax.train.families import all_edit_options, all_restore_options
 
     return all_restore_options() if command == "restore" else all_edit_options()
 

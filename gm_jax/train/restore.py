@@ -26,12 +26,10 @@ import numpy as np
 
 from gm_jax.core.errors import ConfigError, require
 from gm_jax.core.family import DataSpec, Family
-from gm_jax.core.options import Option
 from gm_jax.core.rng import purpose_key, seed_key
 from gm_jax.diffusion import operators
 from gm_jax.diffusion.inverse import INVERSE_SAMPLERS
 from gm_jax.diffusion.operators import LinearOperator
-from gm_jax.train.families import FAMILIES, family_module
 from gm_jax.train.images import save_image_grid
 from gm_jax.train.workdir import check_finite_array
 
@@ -42,30 +40,6 @@ TASK_FLAGS = {"mask": "inpaint", "mask_kind": "inpaint", "scale": "superres", "b
 DEFAULT_SCALE = 4
 DEFAULT_BLUR_SIGMA = 1.0
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma weights (as Pillow's "L")
-
-
-def _declared(attribute: str) -> dict[str, tuple[list[Option], list[str]]]:
-    """Every option of the family modules' ``attribute`` (``RESTORE_OPTIONS`` / ``EDIT_OPTIONS``), name ->
-    (its declarations, the families that declare it); a module without one declares nothing."""
-    out: dict[str, tuple[list[Option], list[str]]] = {}
-    for name in sorted(FAMILIES):
-        for o in getattr(family_module(name), attribute, ()):
-            decls, names = out.setdefault(o.name, ([], []))
-            if o not in decls:
-                decls.append(o)
-            if name not in names:
-                names.append(name)
-    return out
-
-
-def all_restore_options() -> dict[str, tuple[list[Option], list[str]]]:
-    """For the CLI: every restoration option a family module declares (its ``RESTORE_OPTIONS``)."""
-    return _declared("RESTORE_OPTIONS")
-
-
-def all_edit_options() -> dict[str, tuple[list[Option], list[str]]]:
-    """For the CLI: every editing option a family module declares (its ``EDIT_OPTIONS``)."""
-    return _declared("EDIT_OPTIONS")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -379,7 +353,7 @@ def write_edits(prefix: str, result: Mapping[str, Any], value_range: Sequence[fl
     return write_results(prefix, [result["input"], *result["edits"]], result, value_range)
 
 
-__all__ = ["InputImages", "TASKS", "TaskSettings", "all_edit_options", "all_restore_options", "build_operator",
+__all__ = ["InputImages", "TASKS", "TaskSettings", "build_operator",
            "check_method_options", "check_not_input", "check_task_flags", "edit_images", "images_for_spec",
            "mask_from_kind", "measure", "read_input", "read_mask", "read_npz", "read_png", "restore_images",
            "write_edits", "write_restoration"]
