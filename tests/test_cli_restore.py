@@ -2,7 +2,7 @@
 one PNG grid and one .npz of the right shapes, DDNM and DDRM reproduce the observed pixels at σ_y = 0,
 SDEdit and inversion edit, the inputs are never touched; bad input that needs the loaded model is one line.
 
-The run is a 2-step DDPM on 64 Fashion-MNIST images in [0, 1] (so the map to the model's [−1, 1] is
+The run is a 2-step DDPM on 64 embedded Fashion-MNIST images in [0, 1] (so the map to the model's [−1, 1] is
 exercised) with a tiny MLP denoiser (a U-Net compiles several times slower on a CPU) and T = 20."""
 
 import hashlib
@@ -20,7 +20,8 @@ DDPM = str(Path(__file__).resolve().parents[1] / "experiments" / "configs" / "dd
 
 
 def tiny_diffusion(data_dir):
-    return [f"--config.data.data_dir={data_dir}", "--config.data.num_examples=64", "--config.data.batch_size=16",
+    return [f"--config.data.data_dir={data_dir}", "--config.data.name=fashion_mnist_small",
+            "--config.data.num_examples=64", "--config.data.batch_size=16",
             "--config.data.scale=zero_one", "--config.model.network=mlp", "--config.model.mlp_hidden=(16,)",
             "--config.model.mlp_emb_dim=8", "--config.model.num_timesteps=20", "--config.model.max_sample_steps=20",
             "--config.model.sample_steps=3", "--config.model.eval_num_t=2", "--config.train.num_steps=2",
