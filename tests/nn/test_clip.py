@@ -54,19 +54,21 @@ def test_mini_clip_embeddings_temperature_and_padding():
     images = jax.random.normal(jax.random.key(0), (2, 12, 12, 1))
     tokens = jnp.array([[1, 2, 3, 0], [4, 5, 6, 7]])
     mask = jnp.array([[True, True, True, False], [True] * 4])
-    variables = model.init(jax.random.key(1), images, tokens, mask)
-    img_emb, txt_emb, scale = model.apply(variables, images, tokens, mask)
+    # every call jitted: eager linen modules compile each primitive op by op (several times slower on a CPU)
+    variables = jax.jit(model.init)(jax.random.key(1), images, tokens, mask)
+    apply = jax.jit(model.apply, static_argnames="method")
+    img_emb, txt_emb, scale = apply(variables, images, tokens, mask)
     assert img_emb.shape == txt_emb.shape == (2, 8)
     np.testing.assert_allclose(np.linalg.norm(img_emb, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(txt_emb, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(scale, 1 / 0.07, rtol=1e-5)
-    np.testing.assert_allclose(model.apply(variables, images, method="encode_image"), img_emb, rtol=1e-5)
+    np.testing.assert_allclose(apply(variables, images, method="encode_image"), img_emb, rtol=1e-5)
     longer, longer_mask = jnp.pad(tokens, ((0, 0), (0, 3)), constant_values=9), jnp.pad(mask, ((0, 0), (0, 3)))
-    padded = model.apply(variables, longer, longer_mask, method="encode_text")
+    padded = apply(variables, longer, longer_mask, method="encode_text")
     np.testing.assert_allclose(padded, txt_emb, rtol=1e-5, atol=1e-6)
     hot = {"params": {**variables["params"], "log_inv_temperature": jnp.asarray(10.0)}}
-    np.testing.assert_allclose(model.apply(hot, method="logit_scale"), 100.0, rtol=1e-6)  # clipped at 100
+    np.testing.assert_allclose(apply(hot, method="logit_scale"), 100.0, rtol=1e-6)  # clipped at 100
     loss = lambda p: clip_loss(*model.apply(p, images, tokens, mask))
-    grads = jax.grad(loss)(variables)
+    grads = jax.jit(jax.grad(loss))(variables)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
     assert float(jnp.abs(grads["params"]["log_inv_temperature"])) > 0

@@ -11,8 +11,8 @@ from gm_jax.nn.cross_attention import GEGLU, CrossAttention, SpatialTransformer
 
 def _perturbed(params, key):
     leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    noisy = [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
+    rs = np.random.RandomState(int(jax.random.randint(key, (), 0, 2**30)))  # numpy draws: no JAX compile per shape
+    noisy = [p + jnp.asarray(0.1 * rs.standard_normal(p.shape), p.dtype) for p in leaves]
     return jax.tree.unflatten(tree, noisy)
 
 
@@ -31,14 +31,15 @@ def test_cross_attention_masks_context_padding():
     x = jax.random.normal(jax.random.key(0), (2, 5, 8))
     context, mask = _context(jax.random.key(1))
     attn = CrossAttention(num_heads=2)
-    params = attn.init(jax.random.key(2), x, context, mask)
-    out = attn.apply(params, x, context, mask)
+    params = jax.jit(attn.init)(jax.random.key(2), x, context, mask)  # jitted: eager linen compiles op by op
+    apply = jax.jit(attn.apply)
+    out = apply(params, x, context, mask)
     assert out.shape == x.shape
-    padded = attn.apply(params, x, *_pad(context, mask, 4, jax.random.key(3)))
+    padded = apply(params, x, *_pad(context, mask, 4, jax.random.key(3)))
     np.testing.assert_allclose(padded, out, rtol=1e-5, atol=1e-5)
-    changed_pad = attn.apply(params, x, context.at[0, 2].set(9.0), mask)  # token 2 of example 0 is padding
+    changed_pad = apply(params, x, context.at[0, 2].set(9.0), mask)  # token 2 of example 0 is padding
     np.testing.assert_allclose(changed_pad, out, rtol=1e-5, atol=1e-5)
-    changed_real = attn.apply(params, x, context.at[0, 1].set(9.0), mask)
+    changed_real = apply(params, x, context.at[0, 1].set(9.0), mask)
     assert not np.allclose(changed_real[0], out[0])
 
 
@@ -46,8 +47,8 @@ def test_fully_masked_context_gives_zero_attention_output():
     x = jax.random.normal(jax.random.key(0), (2, 5, 8))
     context, _ = _context(jax.random.key(1))
     attn = CrossAttention(num_heads=2)
-    params = attn.init(jax.random.key(2), x, context)
-    out = attn.apply(params, x, context, jnp.zeros((2, 3), bool))
+    params = jax.jit(attn.init)(jax.random.key(2), x, context)
+    out = jax.jit(attn.apply)(params, x, context, jnp.zeros((2, 3), bool))
     bias = params["params"]["out"]["bias"]  # W_o · 0 + b
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, jnp.broadcast_to(bias, out.shape), atol=1e-6)
@@ -68,14 +69,15 @@ def test_spatial_transformer_identity_at_init_mask_and_null_context():
     x = jax.random.normal(jax.random.key(0), (2, 3, 3, 8))
     context, mask = _context(jax.random.key(1))
     block = SpatialTransformer(num_heads=2, depth=2, context_dim=6)
-    params = block.init(jax.random.key(2), x, context, mask)["params"]
+    params = jax.jit(block.init)(jax.random.key(2), x, context, mask)["params"]  # jitted: eager compiles op by op
     assert {"self_attn1", "cross_attn1", "ff1", "proj_out"} <= set(params)
-    np.testing.assert_allclose(block.apply({"params": params}, x, context, mask), x)  # zero-init proj_out
+    run = jax.jit(lambda p, c, m: block.apply({"params": p}, x, c, m))
+    np.testing.assert_allclose(run(params, context, mask), x)  # zero-init proj_out
     params = _perturbed(params, jax.random.key(3))
-    apply = jax.jit(lambda c, m: block.apply({"params": params}, x, c, m))
+    apply = lambda c, m: run(params, c, m)
     out = apply(context, mask)
     assert out.shape == x.shape and not np.allclose(out, x)
     np.testing.assert_allclose(apply(*_pad(context, mask, 2, jax.random.key(4))), out, rtol=1e-5, atol=1e-5)
     assert not np.allclose(apply(context.at[1, 0].set(3.0), mask)[1], out[1])
-    null = block.apply({"params": params}, x, None)
+    null = jax.jit(lambda p: block.apply({"params": p}, x, None))(params)
     np.testing.assert_allclose(apply(context, jnp.zeros_like(mask)), null, rtol=1e-5, atol=1e-5)

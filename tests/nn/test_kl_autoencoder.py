@@ -43,16 +43,17 @@ def test_latent_scale_factor_gives_unit_variance():
 def test_kl_autoencoder_shapes_encode_decode():
     model = KLAutoencoder(image_channels=1, latent_channels=4, channels=(8, 16))
     x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
-    variables = model.init(jax.random.key(1), x)
-    recon, mean, logvar = model.apply(variables, x)
+    variables = jax.jit(model.init)(jax.random.key(1), x)  # jitted: eager linen compiles op by op
+    apply = jax.jit(model.apply, static_argnames="method")
+    recon, mean, logvar = apply(variables, x)
     assert mean.shape == logvar.shape == (2, 7, 7, 4) and recon.shape == x.shape
-    np.testing.assert_allclose(model.apply(variables, mean, method="decode"), recon, rtol=1e-5, atol=1e-6)
-    enc_mean, enc_logvar = model.apply(variables, x, method="encode")
+    np.testing.assert_allclose(apply(variables, mean, method="decode"), recon, rtol=1e-5, atol=1e-6)
+    enc_mean, enc_logvar = apply(variables, x, method="encode")
     np.testing.assert_allclose(enc_mean, mean)
-    sampled = model.apply(variables, x, jax.random.key(2))[0]
+    sampled = apply(variables, x, jax.random.key(2))[0]
     assert not np.allclose(sampled, recon)
     loss = lambda v: jnp.mean((model.apply(v, x, jax.random.key(3))[0] - x) ** 2) + jnp.mean(
         kl_loss(*model.apply(v, x, method="encode")))
-    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(jax.grad(loss)(variables)))
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(jax.jit(jax.grad(loss))(variables)))
     with pytest.raises(ConfigError, match="divisible by 4"):
-        model.init(jax.random.key(1), jnp.zeros((1, 30, 30, 1)))
+        jax.eval_shape(model.init, jax.random.key(1), jnp.zeros((1, 30, 30, 1)))

@@ -60,17 +60,18 @@ def test_text_transformer_outputs_unchanged_by_appended_padding():
     model = TextTransformer(vocab_size=11, max_len=8, width=16, depth=2, num_heads=2)
     tokens = jnp.array([[3, 5, 7, 0, 0], [1, 2, 3, 4, 9]])
     mask = jnp.array([[True, True, True, False, False], [True] * 5])
-    params = model.init(jax.random.key(0), tokens, mask)
-    feats, pooled = model.apply(params, tokens, mask)
+    params = jax.jit(model.init)(jax.random.key(0), tokens, mask)  # jitted: eager linen compiles op by op
+    apply = jax.jit(model.apply)
+    feats, pooled = apply(params, tokens, mask)
     assert feats.shape == (2, 5, 16) and pooled.shape == (2, 16)
     longer = jnp.concatenate([tokens, jnp.array([[4, 6, 8], [10, 1, 2]])], axis=1)  # padding of any id
     longer_mask = jnp.concatenate([mask, jnp.zeros((2, 3), bool)], axis=1)
-    feats2, pooled2 = model.apply(params, longer, longer_mask)
+    feats2, pooled2 = apply(params, longer, longer_mask)
     np.testing.assert_allclose(pooled2, pooled, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(feats2[0, :3], feats[0, :3], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(feats2[1, :5], feats[1, :5], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pooled[0], feats[0, :3].mean(axis=0), rtol=1e-5, atol=1e-6)  # mean of real tokens
-    other = model.apply(params, tokens.at[0, 1].set(6), mask)[1]
+    other = apply(params, tokens.at[0, 1].set(6), mask)[1]
     assert not np.allclose(other[0], pooled[0]) and np.allclose(other[1], pooled[1])  # real tokens matter
     with pytest.raises(ConfigError, match="max_len"):
-        model.apply(params, jnp.zeros((1, 9), jnp.int32))
+        jax.eval_shape(model.apply, params, jnp.zeros((1, 9), jnp.int32))
