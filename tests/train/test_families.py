@@ -34,8 +34,10 @@ CASES = {
                                       "--config.model.hidden=8"]),
     "pixelcnn": ("pixelcnn_binarized_mnist.py", SMALL_IMAGES + ["--config.model.hidden=4",
                                                                 "--config.model.num_layers=2"]),
-    "diffusion": ("ddpm_fashion_mnist.py", SMALL_IMAGES + ["--config.model.unet=tiny", "--config.model.sample_steps=3",
-                                                           "--config.model.eval_num_t=2"]),
+    # an MLP denoiser: the tiny U-Net's train step alone compiles in ~10 s (U-Net training: diffusion/test_family)
+    "diffusion": ("ddpm_fashion_mnist.py", SMALL_IMAGES + [
+        "--config.model.network=mlp", "--config.model.mlp_hidden=(16,)", "--config.model.mlp_emb_dim=8",
+        "--config.model.sample_steps=3", "--config.model.eval_num_t=2"]),
     "ncsn": ("ncsn_toy.py", ["--config.data.batch_size=16", "--config.model.mlp_hidden=(16,)",
                              "--config.model.sample_steps=3", "--config.model.langevin_steps=2"]),
     "flow_matching": ("flow_matching_moons.py", ["--config.data.batch_size=16", "--config.model.hidden=8",
