@@ -129,7 +129,8 @@ def test_vqvae_rejects_bad_config():
 def _stage1_upstream(spec, **config_changes):
     """An untrained stage-1 run as the train layer hands it over: config as a plain dict, sampling params."""
     cfg = vq_config("ema")
-    state = make_family(cfg, spec).init(jax.random.key(0), {"x": jnp.zeros((4, *spec.shape), jnp.float32)})
+    init = jax.jit(make_family(cfg, spec).init)  # jitted: an eager VQ-VAE init compiles op by op (~14 s)
+    state = init(jax.random.key(0), {"x": jnp.zeros((4, *spec.shape), jnp.float32)})
     config = cfg.to_dict()
     config["model"].update(config_changes)
     params = jax.tree.map(np.asarray, state.sampling_params())
@@ -150,7 +151,7 @@ def test_prior_family_builds_on_the_upstream_run_it_is_given():
     assert family.name == "vqvae_prior" and family.conditioning == ()
     assert [(o.name, o.default) for o in family.sample_options] == [("temperature", 0.7)]
     x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)) / 127.5 - 1.0, jnp.float32)
-    state = family.init(jax.random.key(1), {"x": x})
+    state = jax.jit(family.init)(jax.random.key(1), {"x": x})
     for a, b in zip(jax.tree.leaves(state.params["vqvae"]),
                     jax.tree.leaves({"net": up.params["net"], "codebook": up.params["codebook"]}), strict=True):
         np.testing.assert_array_equal(a, b)  # the stage-1 parameters it was handed, frozen

@@ -3,6 +3,7 @@ the prior family trained through the loop on a stage-1 run's codes, then sampled
 
 import json
 import os
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,7 @@ def test_code_prior_is_causal_on_one_hot_codes():
     params = code_prior_init(prior, jax.random.key(0), grid)
     one_hot = jax.nn.one_hot(jnp.asarray(np.random.default_rng(0).integers(0, 3, (1, *grid))), num_codes)
     # d logits[i, j] / d input[i', j'] must vanish unless (i', j') comes strictly before (i, j) in raster order
-    jac = jax.jacobian(lambda v: prior.apply(params, v)[0, ..., 0, :])(one_hot)[:, :, :, 0]  # [h,w,K,h,w,K]
+    jac = jax.jit(jax.jacobian(lambda v: prior.apply(params, v)[0, ..., 0, :]))(one_hot)[:, :, :, 0]  # [h,w,K,h,w,K]
     dep = np.abs(np.asarray(jac)).sum(axis=(2, 5)) > 0
     for i in range(grid[0]):
         for j in range(grid[1]):
@@ -106,8 +107,8 @@ def test_prior_trains_on_stage1_codes_and_samples_from_the_cli(stage1, tmp_path,
     m = jax.jit(run2.family.evaluate)(params, {"x": x}, jax.random.key(0))
     net = VQVAE((4, 8), 3, 1)
     vq = params["vqvae"]
-    k = net.apply(vq["net"], x, vq["codebook"], method=VQVAE.encode)
-    x_hat = net.apply(vq["net"], k, vq["codebook"], method=VQVAE.decode)
+    k = jax.jit(partial(net.apply, method=VQVAE.encode))(vq["net"], x, vq["codebook"])  # jitted: eager is op by op
+    x_hat = jax.jit(partial(net.apply, method=VQVAE.decode))(vq["net"], k, vq["codebook"])
     sigma = float(np.exp(params["log_sigma"]))
     levels = np.rint((np.asarray(x, np.float64) + 1) * 127.5)
     upper = np.where(levels == 255, np.inf, np.asarray(x) + 1 / 255)
