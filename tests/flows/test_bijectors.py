@@ -1,5 +1,7 @@
 """Every bijector: inverse(forward(x)) = x and the log-det equals log|det| of jax.jacobian."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,13 +15,17 @@ from gm_jax.flows.model import image_flow, realnvp_vector
 def _perturb(params, key, scale=0.3):
     """Random non-trivial parameters (couplings start as the identity)."""
     leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    noise = [scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
-    return jax.tree.unflatten(tree, [p + n for p, n in zip(leaves, noise, strict=True)])
+    rs = np.random.RandomState(int(jax.random.randint(key, (), 0, 2**30)))  # numpy draws: no JAX compile per shape
+    return jax.tree.unflatten(tree, [p + jnp.asarray(scale * rs.standard_normal(p.shape), p.dtype) for p in leaves])
+
+
+def _init(module, key, x, method="forward_and_log_det"):
+    """``module.init`` jitted (eager linen compiles op by op)."""
+    return jax.jit(partial(module.init, method=method))(key, x)
 
 
 def _check(module, x, key, atol=1e-4):
-    params = module.init(key, x, method="forward_and_log_det")
+    params = _init(module, key, x)
     params = _perturb(params, jax.random.fold_in(key, 1))
     fwd = lambda v: module.apply(params, v, method="forward_and_log_det")
     inv = lambda v: module.apply(params, v, method="inverse_and_log_det")
@@ -54,7 +60,7 @@ def test_affine_coupling_vector_and_mask_halves():
 def test_actnorm_data_dependent_init():
     x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (64, 4, 4, 3))
     layer = bj.ActNorm()
-    params = layer.init(jax.random.key(1), x, method="forward_and_log_det")
+    params = _init(layer, jax.random.key(1), x)
     y, _ = layer.apply(params, x, method="forward_and_log_det")
     np.testing.assert_allclose(jnp.mean(y, axis=(0, 1, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(jnp.std(y, axis=(0, 1, 2)), 1.0, atol=1e-4)
@@ -65,7 +71,7 @@ def test_invertible_conv_lu():
     x = jax.random.normal(jax.random.key(0), (2, 3, 3, 4))
     layer = bj.InvertibleConv1x1(seed=3)
     _check(layer, x, jax.random.key(4))
-    params = _perturb(layer.init(jax.random.key(4), x, method="forward_and_log_det"), jax.random.key(5))
+    params = _perturb(_init(layer, jax.random.key(4), x), jax.random.key(5))
     w = layer.apply(params, 4, method="weight")
     log_s = params["params"]["log_s"]
     np.testing.assert_allclose(np.linalg.slogdet(np.asarray(w))[1], float(jnp.sum(log_s)), atol=1e-5)
@@ -92,8 +98,8 @@ def test_chain_factor_out_and_image_flows():
     _check(image_flow((4, 4, 1), "glow", num_scales=2, steps_per_scale=1, hidden=4).bijector, x,
            jax.random.key(7))
     factor = bj.FactorOut(bj.Chain((bj.Squeeze(), bj.ActNorm(), bj.Unsqueeze())))
-    y, _ = factor.apply(factor.init(jax.random.key(8), jax.random.normal(jax.random.key(9), (8, 4, 4, 2)),
-                                    method="forward_and_log_det"), x.repeat(2, -1), method="forward_and_log_det")
+    y, _ = jax.jit(partial(factor.apply, method="forward_and_log_det"))(
+        _init(factor, jax.random.key(8), jax.random.normal(jax.random.key(9), (8, 4, 4, 2))), x.repeat(2, -1))
     np.testing.assert_allclose(y[..., 0], x[..., 0])  # the factored-out half goes straight to the latent
 
 
@@ -109,7 +115,7 @@ def test_image_flow_bad_sizes():
 def test_realnvp_2d_density_integrates_to_one():
     flow = realnvp_vector(2, num_layers=4, hidden=16)
     data = jax.random.normal(jax.random.key(0), (256, 2)) * jnp.array([1.0, 0.5]) + 0.3
-    params = _perturb(flow.init(jax.random.key(1), data), jax.random.key(2), scale=0.2)
+    params = _perturb(jax.jit(flow.init)(jax.random.key(1), data), jax.random.key(2), scale=0.2)
     grid = jnp.linspace(-8.0, 8.0, 401)
     xx, yy = jnp.meshgrid(grid, grid)
     points = jnp.stack([xx.ravel(), yy.ravel()], axis=1)
