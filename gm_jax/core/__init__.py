@@ -19,6 +19,7 @@ _HOME = {
     "make_optimizer": "optim",
     "Option": "options", "check_options": "options", "merge_options": "options",
     "example_keys": "rng", "per_example_normal": "rng", "purpose_key": "rng", "seed_key": "rng", "step_key": "rng",
+    "dopri5_step": "runge_kutta",
     "PyTree": "state", "TrainState": "state", "apply_gradients": "state", "ema_update": "state",
 }
 

@@ -770,8 +770,8 @@ register_sampler(SamplerSpec(
 
 # The rest of the zoo lives in its own modules, which register themselves (they import this module, which is
 # complete by now): DPM-Solver++(2S) ancestral, DPM-Solver++(3M) SDE and UniPC; restart sampling and the
-# adaptive Dormand–Prince solver.
-from gm_jax.diffusion import samplers_multistep, samplers_ode  # noqa: E402,F401
+# adaptive Dormand–Prince solver; DEIS (tAB).
+from gm_jax.diffusion import samplers_deis, samplers_multistep, samplers_ode  # noqa: E402,F401
 
 __all__ = [
     "Chain", "CorrectorSpec", "PredictorSpec", "SamplerSpec", "all_sampler_options", "ancestral_split",

@@ -15,10 +15,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from gm_jax.core.options import Option
+from gm_jax.core.runge_kutta import DP_A, DP_B4, DP_B5, DP_C, dopri5_step
 from gm_jax.diffusion.parametrization import Denoiser
 from gm_jax.diffusion.samplers import (
     Chain,
@@ -125,20 +125,7 @@ def _restart_nfe(steps: int, o: Mapping[str, Any]) -> int:
 # Adaptive Dormand–Prince 5(4)
 # ----------------------------------------------------------------------------------------------------------
 
-# The Butcher tableau of Dormand & Prince 1980 (Table 5.2 of Hairer et al. 1993, Sec. II.5): nodes c, stages a,
-# the 5th-order weights b (= the last row of a: first same as last) and the embedded 4th-order weights.
-DP_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
-DP_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-DP_B5 = np.array([35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0])
-DP_B4 = np.array([5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40])
+# The Butcher tableau and the single step: gm_jax.core.runge_kutta (shared with gm_jax.flow_matching.ode).
 DP_SAFETY, DP_MIN_FACTOR, DP_MAX_FACTOR = 0.9, 0.2, 10.0
 
 
@@ -151,19 +138,6 @@ def _log_sigma_rhs(denoiser: Denoiser, grid: Grid) -> Any:
         return y - denoiser(a * y, t, a, s)
 
     return f
-
-
-def dopri_step(f: Any, y: jax.Array, u: jax.Array, h: jax.Array, k1: jax.Array
-               ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One Dormand–Prince 5(4) step from u to u + h (Dormand & Prince 1980), 6 new calls of f (k1 = f(y, u)
-    given): returns the 5th-order y_new, the error estimate h Σ (b5_i − b4_i) k_i and k7 = f(y_new, u + h)."""
-    ks = [k1]
-    for i in range(1, 7):
-        y_i = y + h * sum(a * k_ for a, k_ in zip(DP_A[i], ks, strict=False) if a != 0.0)
-        ks.append(f(y_i, u + DP_C[i] * h))
-    y_new = y + h * sum(b * k_ for b, k_ in zip(DP_B5, ks, strict=True) if b != 0.0)
-    err = h * sum((b5 - b4) * k_ for b5, b4, k_ in zip(DP_B5, DP_B4, ks, strict=True) if b5 != b4)
-    return y_new, err, ks[6]
 
 
 def error_norm(err: jax.Array, y: jax.Array, y_new: jax.Array, rtol: jax.Array, atol: jax.Array) -> jax.Array:
@@ -189,7 +163,7 @@ def dopri_interval(f: Any, y: jax.Array, k1: jax.Array, u0: jax.Array, u1: jax.A
         u, y_, k_, h_, att = state
         rest = u - u1
         step_h = jnp.minimum(h_, rest)
-        y_new, err, k_new = dopri_step(f, y_, u, -step_h, k_)
+        y_new, err, k_new = dopri5_step(f, y_, u, -step_h, k_)
         norm = error_norm(err, y_, y_new, rtol, atol)
         ok = jnp.logical_or(norm <= 1.0, force)
         factor = jnp.clip(DP_SAFETY * jnp.where(norm > 0, norm, 1e-10) ** -0.2, DP_MIN_FACTOR, DP_MAX_FACTOR)
@@ -266,5 +240,5 @@ register_sampler(SamplerSpec(
              Option("max_ode_steps", "int", "adaptive ODE solver: most attempted steps", 1000, low=1))))
 
 
-__all__ = ["DP_A", "DP_B4", "DP_B5", "DP_C", "dopri5_chain", "dopri_interval", "dopri_step", "error_norm",
+__all__ = ["DP_A", "DP_B4", "DP_B5", "DP_C", "dopri5_chain", "dopri5_step", "dopri_interval", "error_norm",
            "heun_between", "restart_chain", "restart_index", "restart_levels", "restart_loop"]

@@ -15,10 +15,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from gm_jax.core.errors import check_choice, require
+from gm_jax.core.runge_kutta import dopri5_step
 
 PyTree = Any
 OdeFn = Callable[[PyTree, jax.Array], PyTree]
@@ -62,21 +62,6 @@ def heun_integrate(f: OdeFn, y0: PyTree, t0: jax.Array, t1: jax.Array,
     return jax.lax.fori_loop(0, n, body, y0), {"nfe": 2 * n}
 
 
-# Dormand & Prince (1980), Table 2 (DOPRI5): nodes, stage matrix, 5th-order weights, 4th-order weights.
-_DP_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
-_DP_A = [
-    [],
-    [1 / 5],
-    [3 / 40, 9 / 40],
-    [44 / 45, -56 / 15, 32 / 9],
-    [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
-    [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
-    [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
-]
-_DP_B5 = np.array([35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0])
-_DP_B4 = np.array([5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40])
-
-
 def dopri5_integrate(f: OdeFn, y0: PyTree, t0: jax.Array, t1: jax.Array, rtol: jax.Array = 1e-5,
                      atol: jax.Array = 1e-5, max_steps: int = 1000,
                      first_step: jax.Array | None = None) -> tuple[PyTree, dict[str, jax.Array]]:
@@ -85,7 +70,8 @@ def dopri5_integrate(f: OdeFn, y0: PyTree, t0: jax.Array, t1: jax.Array, rtol: j
     ``||e / (atol + rtol max(|y|, |y_new|))||_rms <= 1``; the next step is ``h * clip(0.9 err^(-1/5), 0.2,
     10)``. Integrates forward or backward in time (``t1 < t0``). The first step is ``first_step`` or
     ``|t1 - t0| / 20``; at most ``max_steps`` attempted steps (``info["reached"]`` says whether ``t1`` was
-    reached). ``info``: ``nfe`` = 1 + 6 per attempted step, ``accepted``, ``rejected``.
+    reached). ``info``: ``nfe`` = 1 + 6 per attempted step, ``accepted``, ``rejected``. The tableau and the
+    single step are :func:`gm_jax.core.runge_kutta.dopri5_step`.
     """
     flat0, unravel = ravel_pytree(y0)
     t0 = jnp.asarray(t0, jnp.float32)
@@ -104,17 +90,12 @@ def dopri5_integrate(f: OdeFn, y0: PyTree, t0: jax.Array, t1: jax.Array, rtol: j
     def step(state: tuple) -> tuple:
         t, y, k1, h_abs, accepted, rejected = state
         h = direction * jnp.minimum(h_abs, direction * (t1 - t))
-        ks = [k1]
-        for i in range(1, 7):
-            yi = y + h * sum(a * k for a, k in zip(_DP_A[i], ks, strict=True) if a != 0.0)
-            ks.append(rhs(yi, t + _DP_C[i] * h))
-        y5 = y + h * sum(b * k for b, k in zip(_DP_B5, ks, strict=True) if b != 0.0)
-        err = h * sum((b5 - b4) * k for b5, b4, k in zip(_DP_B5, _DP_B4, ks, strict=True) if b5 != b4)
+        y5, err, k7 = dopri5_step(rhs, y, t, h, k1)
         scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y5))
         err_norm = jnp.sqrt(jnp.mean((err / scale) ** 2))
         ok = err_norm <= 1.0
         factor = jnp.clip(0.9 * jnp.where(err_norm > 0, err_norm, 1e-10) ** -0.2, 0.2, 10.0)
-        return (jnp.where(ok, t + h, t), jnp.where(ok, y5, y), jnp.where(ok, ks[6], k1),
+        return (jnp.where(ok, t + h, t), jnp.where(ok, y5, y), jnp.where(ok, k7, k1),
                 jnp.abs(h) * factor, accepted + ok, rejected + (~ok))
 
     zero = jnp.zeros((), jnp.int32)
