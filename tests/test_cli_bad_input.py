@@ -123,6 +123,13 @@ CASES = [
      "expects a bool"),
     ("train_override_no_value", ["train", VAE, "--workdir", "{B}/w", "--config.train.num_steps"],
      "overrides look like"),
+    # train: the launch fields of a multi-process run
+    ("train_distributed_no_coordinator", ["train", VAE, "--workdir", "{B}/w", "TINY",
+                                          "--config.train.distributed=true"], "could not be joined"),
+    ("train_process_id_out_of_range", ["train", VAE, "--workdir", "{B}/w", "TINY", "--config.train.num_processes=2",
+                                       "--config.train.process_id=2"], "must be < config.train.num_processes"),
+    ("train_distributed_timeout_zero", ["train", VAE, "--workdir", "{B}/w", "TINY",
+                                        "--config.train.distributed_timeout=0"], "distributed_timeout must be"),
     ("train_batch_not_dividing", ["train", VAE, "--workdir", "{B}/w", "TINY", "--config.data.batch_size=12"],
      "data.batch_size=12 does not divide over 8 devices"),
     ("train_eval_batch_not_dividing", ["train", VAE, "--workdir", "{B}/w", "TINY",

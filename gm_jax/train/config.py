@@ -17,6 +17,7 @@ from typing import Any
 import ml_collections
 
 from gm_jax.core.errors import ConfigError
+from gm_jax.train.launch import check_launch, launch_defaults
 
 
 def optim_defaults() -> ml_collections.ConfigDict:
@@ -41,7 +42,8 @@ def train_defaults() -> ml_collections.ConfigDict:
         eval_batch_size=0,       # global eval batch size (0: data.batch_size)
         progress=True,           # tqdm progress bar
         num_devices=0,           # devices of the data-parallel mesh (0: all); e.g. 1 to compare with 8
-        distributed=False,       # call jax.distributed.initialize() (multi-host)
+        # multi-host: join JAX's distributed runtime (gm_jax.train.launch; addresses found on TPU/Slurm/MPI)
+        **launch_defaults(),
     ))
 
 
@@ -161,6 +163,7 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
         value = t.get(field, low)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"config.train.{field} must be an integer >= {low}, got {value!r}")
+    check_launch(t)
     if cfg.data.batch_size < 1:
         raise ConfigError(f"config.data.batch_size must be >= 1, got {cfg.data.batch_size}")
 

@@ -31,13 +31,15 @@ from gm_jax.train import sharding as shd
 from gm_jax.train.checkpoint import Checkpointer, abstract_like
 from gm_jax.train.config import config_from_json, config_to_json, validate_config
 from gm_jax.train.families import build_family, upstream_fields
+from gm_jax.train.launch import LAUNCH_FIELDS, join_distributed
 
 CONFIG_FILE = "config.json"
 # Fields that may differ between a run and its resumption (everything else must match config.json);
-# train.distributed says how the run is launched, not what it computes: a checkpoint of a multi-process run
+# the launch fields (train.distributed, its coordinator, process count and id, timeouts) say how the run is
+# launched, not what it computes: a checkpoint of a multi-process run
 # resumes in one process and back (the state is replicated; orbax restores it onto any mesh).
 RESUMABLE_CHANGES = ("train.num_steps", "train.progress", "train.log_every", "train.sample_every",
-                     "train.eval_every", "train.distributed")
+                     "train.eval_every") + tuple(f"train.{f}" for f in LAUNCH_FIELDS)
 
 
 def check_writable(path: str, what: str = "work directory", flag: str = "--workdir") -> None:
@@ -162,9 +164,8 @@ def load_upstream(config: ml_collections.ConfigDict) -> dict[str, Upstream]:
 
 def open_run(config: ml_collections.ConfigDict, workdir: str) -> Run:
     """Build the pipeline, family, mesh and checkpointer of a run (no state yet; nothing written)."""
+    join_distributed(config.train)  # first: it must run before anything starts the XLA backend
     validate_config(config)
-    if config.train.get("distributed", False) and jax.process_count() == 1:
-        jax.distributed.initialize()
     mesh = make_mesh_for(config)
     pipeline = make_pipeline(config.data, config.seed, jax.process_index(), jax.process_count())
     inputs = FamilyInputs(eval_batches=pipeline.eval_batches, upstream=load_upstream(config))

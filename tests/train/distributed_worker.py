@@ -1,7 +1,8 @@
 """One process of a multi-process training run, launched by ``test_distributed.py``.
 
 ``python tests/train/distributed_worker.py SPEC.json``: joins JAX's distributed runtime on loopback
-(``jax.distributed.initialize``), then trains each job of the spec in turn with ``gm_jax.train.loop.train``.
+(``jax.distributed.initialize``, called by the first ``train`` from the config's launch fields), then
+trains each job of the spec in turn with ``gm_jax.train.loop.train``.
 Environment (set by the launcher): ``JAX_PLATFORMS=cpu`` and ``XLA_FLAGS`` with the simulated device count.
 
 Spec fields: ``port``, ``num_processes``, ``process_id``, ``data_dir``, ``init_timeout`` and ``heartbeat``
@@ -94,17 +95,17 @@ def main(spec_path: str) -> None:
     import jax
 
     pid = spec["process_id"]
-    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{spec['port']}",
-                               num_processes=spec["num_processes"], process_id=pid,
-                               initialization_timeout=spec["init_timeout"],
-                               heartbeat_timeout_seconds=spec["heartbeat"])
+    # the runtime is joined by the first train() from these config fields (gm_jax.train.launch), as
+    # `gm-jax train --config.train.distributed=true --config.train.coordinator_address=...` would
+    launch = dict(distributed=True, coordinator_address=f"127.0.0.1:{spec['port']}",
+                  num_processes=spec["num_processes"], process_id=pid, distributed_timeout=spec["init_timeout"],
+                  distributed_heartbeat=spec["heartbeat"])
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from gm_jax.train.compile_cache import enable_compilation_cache
     from gm_jax.train.loop import train
     from tests.train.test_loop import tiny_config
 
     enable_compilation_cache()  # GM_JAX_COMPILATION_CACHE from the launching test: later launches skip compiles
-    print(f"worker: process {pid} ready at {time.monotonic() - START:.1f} s", file=sys.stderr, flush=True)
 
     writes: list[str] = []
     if pid != 0:
@@ -112,8 +113,9 @@ def main(spec_path: str) -> None:
     if spec.get("die_after_save") and spec["die_after_save"][0] == pid:
         _die_after_save(spec["die_after_save"][1])
     for j, job in enumerate(spec["jobs"]):
-        state = train(tiny_config(spec["data_dir"], distributed=True, **job.get("train", {})), job["workdir"],
+        state = train(tiny_config(spec["data_dir"], **launch, **job.get("train", {})), job["workdir"],
                       stop_after=job.get("stop_after"))
+        assert jax.process_count() == spec["num_processes"]
         if pid == 0:
             _save_state(os.path.join(spec["out"], f"state_{j}_{pid}.npz"), state)
         print(f"worker: process {pid} job {j} done at {time.monotonic() - START:.1f} s", file=sys.stderr, flush=True)
