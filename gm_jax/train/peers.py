@@ -26,8 +26,10 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 
-BYE = b"bye\n"
+BYE = b"bye\n"   # the process finished the block
+ERR = b"err\n"   # the process leaves the block by an exception of its own (it reports it itself)
 CONNECT_TIMEOUT = 20.0  # seconds process 0 waits for its peers' connections, and a peer for process 0
+GRACE = 2.0  # seconds a failing process waits for its watchers: a collective fails when a peer dies, too
 
 
 def _lost(process: int, count: int, why: str) -> None:
@@ -40,13 +42,20 @@ def _lost(process: int, count: int, why: str) -> None:
 
 
 def _watch(conn: socket.socket, process: int, count: int, stopping: threading.Event) -> None:
-    """Block on ``conn`` until the peer says bye (quiet return) or the stream ends or fails (lost peer)."""
+    """Block on ``conn`` until the peer says bye (quiet return), or err (lost unless this process leaves the
+    block too within 2 GRACE), or the stream ends or fails (lost peer)."""
+    data, why = b"", "connection closed"
     try:
-        data = conn.recv(len(BYE))
+        while len(data) < len(BYE):
+            chunk = conn.recv(len(BYE) - len(data))
+            if not chunk:
+                break
+            data += chunk
     except OSError as e:
-        data, why = b"", e.strerror or type(e).__name__
-    else:
-        why = "connection closed"
+        why = e.strerror or type(e).__name__
+    if data == ERR:  # it failed; this process's own collectives fail next, and may raise the same error
+        why = "it stopped with an error: see that process's output"
+        stopping.wait(2 * GRACE)
     if data != BYE and not stopping.is_set():
         _lost(process, count, why)
 
@@ -116,25 +125,42 @@ def _open(index: int, count: int) -> dict[int, socket.socket]:
 def peer_watch() -> Iterator[None]:
     """Watch the other processes of a multi-process run while the block runs (nothing for one process).
 
-    A peer whose connection ends before it said bye ends this process with one line and exit 2. Leaving the
-    block normally says bye; leaving it by an exception closes without it, so that peers blocked in a
-    collective this process will never join end too."""
+    A peer whose connection ends before it said bye (or err) ends this process with one line and exit 2.
+    Leaving the block normally says bye. Leaving it by an exception says err, then waits up to GRACE seconds
+    in which a watcher that sees a peer lost ends the process with the lost-peer line (a collective raises,
+    too, when a peer dies — gloo: "connection closed by peer" — and then the lost peer is the cause to
+    report); a peer told err ends with one line unless it raises an error of its own within 2 GRACE (the same
+    NaN, say), which it then reports."""
     count, index = jax.process_count(), jax.process_index()
     if count == 1:
         yield
         return
     peers, stopping = _open(index, count), threading.Event()
-    for process, conn in peers.items():
-        threading.Thread(target=_watch, args=(conn, process, count, stopping), daemon=True,
-                         name=f"gm_jax-peer-{process}").start()
+    watchers = [threading.Thread(target=_watch, args=(conn, process, count, stopping), daemon=True,
+                                 name=f"gm_jax-peer-{process}") for process, conn in peers.items()]
+    for thread in watchers:
+        thread.start()
     finished = False
     try:
         yield
         finished = True
     finally:
-        stopping.set()
+        _leave(peers, watchers, stopping, finished)
+
+
+def _leave(peers: dict[int, socket.socket], watchers: list[threading.Thread], stopping: threading.Event,
+           finished: bool) -> None:
+    """Say bye (finished) or err, giving the watchers GRACE seconds to report a lost peer first when failing."""
+    if not finished:
         for conn in peers.values():
             with contextlib.suppress(OSError):
-                if finished:
-                    conn.sendall(BYE)
-                conn.close()
+                conn.sendall(ERR)
+        deadline = time.monotonic() + GRACE
+        for thread in watchers:  # a watcher ends when its peer's stream ends (lost: it exits the process)
+            thread.join(max(deadline - time.monotonic(), 0.0))
+    stopping.set()
+    for conn in peers.values():
+        with contextlib.suppress(OSError):
+            if finished:
+                conn.sendall(BYE)
+            conn.close()
