@@ -32,27 +32,47 @@ class SamplerGrid:
     guidance: float = 2.0
     quality_seeds: int = 1
     quality_projections: int = 64
+    per_step_batch: int = 64
+    per_step_shape: tuple[int, ...] = (28, 28, 1)
+    per_step_steps: tuple[int, int] = (2, 12)
+    per_step_padding: int = 100
+    per_step_repeats: int = 7
+    per_step_python_baseline: bool = True
+    prng: bool = True
+    diffusers: bool = True
+
+
+# Issue 18's per-step cost beyond the network of every registered sampler (negligible denoiser, batch
+# 64 × 28 × 28 × 1): the two step counts whose difference is timed in one compiled chain, the padding slots of
+# the static grid timed on top, the interleaved rounds, the Python-stepped baseline (also off with
+# --no_python_baseline); the PRNG section draws the same noise. Plain dicts so that a test can shrink them.
+PER_STEP_QUICK: dict[str, Any] = {"per_step_batch": 64, "per_step_shape": (28, 28, 1), "per_step_steps": (2, 12),
+                                  "per_step_padding": 100, "per_step_repeats": 7, "per_step_python_baseline": True}
+PER_STEP_FULL: dict[str, Any] = {"per_step_batch": 64, "per_step_shape": (28, 28, 1), "per_step_steps": (2, 42),
+                                 "per_step_padding": 300, "per_step_repeats": 11, "per_step_python_baseline": True}
 
 
 def sampler_grid(quick: bool) -> SamplerGrid:
     """Quick: the 2-D MLP at batch 64 and the tiny U-Net at batch 16, a few step counts (a few minutes
     on 2 idle CPU cores). Full: the 2-D MLP, the tiny U-Net and the default Fashion-MNIST U-Net ('small') at batches 1,
     16 and 64, steps 10–100, quality with 20 000 samples × 3 seeds (hours on a CPU; minutes on an
-    accelerator)."""
-    from gm_jax.bench.samplers import SAMPLER_NAMES
+    accelerator). Both cover every sampler registered when they are called, and time each one's per-step
+    cost beyond the network (:data:`PER_STEP_QUICK`, :data:`PER_STEP_FULL`)."""
+    from gm_jax.diffusion.samplers import sampler_names
 
+    names = sampler_names()
     if quick:
         return SamplerGrid(nets=("mlp2d", "unet_tiny"), batches={"mlp2d": (64,), "unet_tiny": (16,)},
-                           samplers=SAMPLER_NAMES, steps={"mlp2d": (5, 10, 20, 50), "unet_tiny": (5, 10)},
-                           repeats=3, quality_samplers=SAMPLER_NAMES, quality_steps=(5, 10, 20, 50, 100),
+                           samplers=names, steps={"mlp2d": (5, 10, 20, 50), "unet_tiny": (5, 10)},
+                           repeats=3, quality_samplers=names, quality_steps=(5, 10, 20, 50, 100),
                            quality_num=2000, fid_samplers=("ddim", "dpm_solver_2m"), fid_steps=(10, 20),
-                           fid_num=256)
+                           fid_num=256, **PER_STEP_QUICK)
     nets = ("mlp2d", "unet_tiny", "unet_small")
-    return SamplerGrid(nets=nets, batches={n: (1, 16, 64) for n in nets}, samplers=SAMPLER_NAMES,
-                       steps={n: (10, 20, 50, 100) for n in nets}, repeats=5, quality_samplers=SAMPLER_NAMES,
+    return SamplerGrid(nets=nets, batches={n: (1, 16, 64) for n in nets}, samplers=names,
+                       steps={n: (10, 20, 50, 100) for n in nets}, repeats=5, quality_samplers=names,
                        quality_steps=(5, 10, 20, 50, 100, 200), quality_num=20000,
                        fid_samplers=("ddpm", "ddim", "heun", "dpm_solver_2m"), fid_steps=(10, 20, 50, 100),
-                       fid_num=1000, quality_seeds=3)
+                       fid_num=1000, quality_seeds=3, **PER_STEP_FULL)
 
 
 def _parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -76,7 +96,8 @@ def apply_options(grid: SamplerGrid, nets: str = "", samplers: str = "", steps: 
                   python_baseline: bool = True, num_timesteps: int = 0, min_time: float = -1.0,
                   quality_seeds: int = 0, quality_projections: int = 0) -> SamplerGrid:
     """Command-line overrides of a grid (empty / 0: keep the grid's value)."""
-    from gm_jax.bench.samplers import NETS, SAMPLER_NAMES
+    from gm_jax.bench.samplers import NETS
+    from gm_jax.diffusion.samplers import sampler_names
 
     g = dataclasses.replace(grid)
     if nets:  # 'none': no timing (e.g. only FID vs NFE of a --workdir)
@@ -86,11 +107,11 @@ def apply_options(grid: SamplerGrid, nets: str = "", samplers: str = "", steps: 
     if samplers:
         g.samplers = tuple(s.strip() for s in samplers.split(",") if s.strip())
         for s in g.samplers:
-            check_choice("sampler", s, SAMPLER_NAMES)
+            check_choice("sampler", s, sampler_names())
     if quality_samplers:
         g.quality_samplers = tuple(s.strip() for s in quality_samplers.split(",") if s.strip())
         for s in g.quality_samplers:
-            check_choice("sampler", s, SAMPLER_NAMES)
+            check_choice("sampler", s, sampler_names())
     first = grid.nets[0]
     if steps:
         g.steps = {n: _parse_ints(steps, "--steps") for n in g.nets}
@@ -153,6 +174,32 @@ def _timing(grid: SamplerGrid, out: str, env: dict[str, Any], log: Any) -> list[
     return timing
 
 
+def _per_step(grid: SamplerGrid, log: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(issue 18's per-step cost beyond the network of every sampler registered now — whatever
+    ``--samplers`` selects for the network timing: the table's ratios are to Euler and to the noise draw —;
+    the PRNG implementations for per-example noise). Nothing when ``grid.nets`` is empty (no timing)."""
+    from gm_jax.bench.samplers import per_step_costs, prng_costs
+    from gm_jax.diffusion.samplers import sampler_names
+
+    if not grid.nets:
+        return {}, []
+    samplers = sampler_names()
+    kw = dict(batch=grid.per_step_batch, shape=tuple(grid.per_step_shape), steps=tuple(grid.per_step_steps),
+              repeats=grid.per_step_repeats, min_total_s=grid.min_time)
+    t0 = time.perf_counter()
+    per_step = per_step_costs(samplers, padding=grid.per_step_padding, diffusers=grid.diffusers, log=log,
+                              python_baseline=grid.python_baseline and grid.per_step_python_baseline, **kw)
+    log(f"bench samplers: per-step cost of {len(samplers)} samplers [{time.perf_counter() - t0:.0f} s]")
+    prng: list[dict[str, Any]] = []
+    if grid.prng:
+        t0 = time.perf_counter()
+        prng = prng_costs(**kw)
+        log("bench samplers: PRNG implementations: " + ", ".join(
+            f"{r['impl']}/{r['draw']}/p{int(r['threefry_partitionable'])} {1e6 * r['draw_s']:.0f} µs "
+            f"(independent: {r['batch_independent']})" for r in prng) + f" [{time.perf_counter() - t0:.0f} s]")
+    return per_step, prng
+
+
 def _quality(grid: SamplerGrid, workdir: str, log: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(quality vs NFE with the exact mixture score, FID vs NFE of ``workdir``'s trained run if given)."""
     from gm_jax.bench.samplers import fid_vs_nfe, quality_vs_nfe
@@ -187,6 +234,7 @@ def _sampler_markdown(grid: SamplerGrid, payload: dict[str, Any]) -> str:
                report.markdown_table(quality, report.QUALITY_COLUMNS)]
     if fid:
         md += ["", "Trained model:", "", report.markdown_table(fid, report.FID_COLUMNS)]
+    md += report.per_step_markdown(payload.get("per_step") or {}, payload.get("prng") or [])
     md += ["", "Targets:", ""] + [f"- {t['target']}: met={t['met']}; measured {t['measured']}"
                                   for t in payload["targets"]]
     return "\n".join(md) + "\n"
@@ -214,12 +262,14 @@ def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "
     cpu_start = time.process_time()
     env = environment()
     timing = _timing(grid, out, env, log)
+    per_step, prng = _per_step(grid, log)
     quality, fid = _quality(grid, workdir, log)
     payload = {"mode": "quick" if quick else "full", "environment": env, "grid": dataclasses.asdict(grid),
                "weights": "timings use randomly initialized networks (they do not depend on trained weights)",
-               "timing": timing, "quality_exact_score": quality, "fid": fid,
+               "timing": timing, "per_step": per_step, "prng": prng, "quality_exact_score": quality, "fid": fid,
                "fid_note": "" if workdir else "no --workdir given: FID vs NFE needs a trained run",
-               "targets": report.sampler_targets(timing, quality), "total_wall_s": time.perf_counter() - t_start,
+               "targets": report.sampler_targets(timing, quality) + report.per_step_targets(per_step, prng),
+               "total_wall_s": time.perf_counter() - t_start,
                "total_cpu_s": time.process_time() - cpu_start}
     report.write_json(os.path.join(out, "samplers.json"), payload)
     paths = {"json": os.path.join(out, "samplers.json")}

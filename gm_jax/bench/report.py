@@ -1,4 +1,5 @@
-"""Benchmark outputs: JSON, Markdown tables, PNG plots (matplotlib, Agg) and the issue-5 target check."""
+"""Benchmark outputs: JSON, Markdown tables, PNG plots (matplotlib, Agg) and the issue-5 and issue-18 target
+check."""
 
 from __future__ import annotations
 
@@ -69,6 +70,88 @@ TRAIN_COLUMNS = [("config", "config"), ("family", "family"), ("batch", "batch"),
                  ("speedup_vs_float32_cpu", "bf16 ÷ f32 (CPU time)"),
                  ("jax_over_torch_cpu", "gm_jax ÷ PyTorch (CPU time)"),
                  ("loss_max_abs_diff_vs_1dev", "loss diff vs 1 device"), ("status", "status")]
+
+
+PER_STEP_COLUMNS = [("sampler", "sampler"), ("stochastic", "stochastic"), ("step_nfe", "NFE/step"),
+                    ("noise_draws_per_step", "draws/step"), ("step_us", "µs/step"),
+                    ("marginal_step_us", "marginal µs/step"), ("padding_us", "µs/unused slot"),
+                    ("step_cpu_us", "µs/step (CPU time)"), ("step_over_euler", "÷ Euler"),
+                    ("noise_step_us", "one draw µs"),
+                    ("step_over_noise", "÷ its noise"), ("step_over_one_draw", "÷ one draw"),
+                    ("python_step_us", "Python-stepped µs/step"), ("python_over_fused", "Python ÷ fused"),
+                    ("diffusers_step_us", "diffusers µs/step"), ("fused_over_diffusers", "fused ÷ diffusers")]
+PRNG_COLUMNS = [("impl", "key impl"), ("threefry_partitionable", "threefry partitionable"), ("draw", "draw"),
+                ("batch_independent", "batch-size independent"), ("draw_us", "µs/draw"),
+                ("draw_cpu_us", "µs/draw (CPU time)"), ("draw_over_default", "÷ library default"),
+                ("library_default", "library default")]
+
+
+def with_us(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of records with every ``*_s`` field that is a number also in microseconds (``*_us``)."""
+    out = []
+    for r in records:
+        r = dict(r)
+        for k, v in list(r.items()):
+            if k.endswith("_s") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                r[k[:-2] + "_us"] = 1e6 * v
+        out.append(r)
+    return out
+
+
+def per_step_markdown(per_step: dict[str, Any], prng: Sequence[dict[str, Any]]) -> list[str]:
+    """The Markdown lines of issue 18's sections: per-step cost beyond the network, and the PRNG
+    implementations for per-example noise (nothing when neither was measured)."""
+    md: list[str] = []
+    if per_step.get("records"):
+        r0, noise = per_step["records"][0], per_step["noise"]
+        md += ["", f"Per-step cost beyond the network: negligible denoiser (x̂_0 = x/2) at batch {r0['batch']} × "
+               f"{' × '.join(str(v) for v in r0['shape'])}, the difference of {r0['steps_hi']} and {r0['steps_lo']} "
+               f"steps in one compiled chain (least-disturbed calls of interleaved rounds) plus one unused slot of "
+               f"the static grid ({r0['padding']} padded slots timed); one step's per-example noise draw, timed in "
+               f"each sampler's rounds: median {1e6 * noise['noise_step_s']:.1f} µs (range "
+               f"{1e6 * noise['noise_step_min_s']:.1f}–{1e6 * noise['noise_step_max_s']:.1f}; CPU time "
+               f"{1e6 * noise['noise_step_cpu_s']:.1f} µs); "
+               f"diffusers: {per_step.get('diffusers_status', 'off')}.", "",
+               markdown_table(with_us(per_step["records"]), PER_STEP_COLUMNS)]
+    if prng:
+        md += ["", f"PRNG implementations for per-example noise [{prng[0]['batch']}, "
+               f"{', '.join(str(v) for v in prng[0]['shape'])}] (one draw per step of a compiled chain; "
+               "batch-size independent: example i identical in a batch of 64 and in batches of 8):", "",
+               markdown_table(with_us(prng), PRNG_COLUMNS)]
+    return md
+
+
+def per_step_targets(per_step: dict[str, Any], prng: Sequence[dict[str, Any]], deterministic_s: float = 10e-6,
+                     noise_ratio: float = 1.1) -> list[dict[str, Any]]:
+    """Where the run stands on issue 18: per-step cost beyond the network ≤ 10 µs for deterministic
+    samplers; for stochastic ones ≤ 1.1 × that step's noise draw and ≤ diffusers' per-step cost; per-example
+    noise independent of the batch size with the library's key implementation."""
+    recs = per_step.get("records") or []
+    if not recs:
+        return []
+    at = f"batch {recs[0]['batch']} × {' × '.join(str(v) for v in recs[0]['shape'])}"
+    det = {r["sampler"]: r["step_s"] for r in recs if not r["stochastic"]}
+    sto = {r["sampler"]: r["step_over_noise"] for r in recs if r["stochastic"]}
+    vs = {r["sampler"]: r["fused_over_diffusers"] for r in recs if r["stochastic"] and r.get("fused_over_diffusers")}
+    out = [{"target": f"per-step cost beyond the network <= {1e6 * deterministic_s:g} µs for deterministic samplers "
+                      f"({at})", "met": all(v <= deterministic_s for v in det.values()),
+            "measured": {k: round(1e6 * v, 2) for k, v in det.items()}},
+           {"target": f"stochastic samplers: per-step cost <= {noise_ratio} × that step's noise draw ({at})",
+            "met": all(v <= noise_ratio for v in sto.values()), "measured": {k: round(v, 3) for k, v in sto.items()}},
+           {"target": "stochastic samplers: per-step cost <= diffusers' per-step cost on this machine",
+            "met": all(v <= 1.0 for v in vs.values()) if vs else None,
+            "measured": {k: round(v, 3) for k, v in vs.items()} or per_step.get("diffusers_status")}]
+    if prng:
+        default = [r for r in prng if r["library_default"]]
+        fastest = min((r for r in prng if r["batch_independent"]), key=lambda r: r["draw_s"], default=None)
+        out.append({"target": "per-example noise independent of the batch size with the library's PRNG",
+                    "met": bool(default and default[0]["batch_independent"]),
+                    "measured": {f"{r['impl']}/{r['draw']}/partitionable={r['threefry_partitionable']}":
+                                 {"independent": r["batch_independent"], "draw_over_default": r["draw_over_default"]}
+                                 for r in prng},
+                    "fastest_independent": fastest and f"{fastest['impl']}/{fastest['draw']}/partitionable="
+                                                       f"{fastest['threefry_partitionable']}"})
+    return out
 
 
 def with_ms(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,6 +18,16 @@ Definitions (one record per network × batch × sampler × steps):
 * ``recompiles``: compilations caused by changing steps, η and the guidance scale after the first call,
   counted by a trace counter in the jitted function and by JAX's backend-compile event.
 
+Per-step cost beyond the network (issue 18; one record per registered sampler, :func:`per_step_costs`): the
+sampler with a negligible denoiser (x̂_0 = x/2) at batch 64 × 28 × 28 × 1; ``step_s`` is the difference of
+the chain's time at two step counts in one compiled chain (compilation, dispatch and the fixed parts cancel)
+divided by their difference, plus the cost of one unused slot of the static grid (``padding_s``: every
+sampling call pays it for each step below ``model.max_sample_steps``); next to it the Python-stepped
+chain's per-step cost, one step's per-example noise draw timed the same way (``noise_step_s``), the ratio
+stochastic step ÷ (its draws × one draw), and diffusers' per-step cost of the matching schedulers when torch
+and diffusers are installed. :func:`prng_costs` times the draw with each of JAX's key implementations and
+checks that example i's noise does not depend on the batch size it is drawn in.
+
 Quality per NFE uses the exact score of a 2-D Gaussian mixture (:mod:`gm_jax.diffusion.gmm`): sliced
 Wasserstein distance (Rabin et al. 2011) and RBF-MMD² (Gretton et al. 2012) between samples and exact
 draws of the mixture, with DDPM ancestral at 1000 steps as the reference, and the same distance between two
@@ -26,15 +36,24 @@ exact draws as the sampling-noise floor. With a trained run, FID (Heusel et al. 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm_jax.bench.timing import CompileWindow, TraceCounter, compile_seconds, time_call
+from gm_jax.bench.timing import (
+    CompileWindow,
+    TraceCounter,
+    compile_seconds,
+    difference_per_unit,
+    time_call,
+    time_interleaved,
+)
 from gm_jax.core.errors import check_choice, require
 from gm_jax.core.options import option_names
 from gm_jax.diffusion import gmm as gmm_lib
@@ -398,3 +417,424 @@ def fid_vs_nfe(workdir: str, samplers: Sequence[str], steps_list: Sequence[int],
                             "fid": report["metrics"]["fid"]["value"], "num": num, "guidance": guidance,
                             "train_step": int(state.step), "seconds_incl_compile": time.perf_counter() - t0})
     return records
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Per-step cost beyond the network (negligible denoiser), the noise draw, PRNG implementations, diffusers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def negligible_denoiser(params: Any, guidance: Any, label: Any) -> Callable:
+    """x̂_0 = x/2 whatever (t, α, σ): a denoiser that costs one multiply, which XLA fuses into the sampler's
+    own arithmetic, so a step's time is the sampler's cost beyond the network."""
+    del params, guidance, label
+    return lambda x, t, alpha, sigma: 0.5 * x
+
+
+_NOISY_UNLESS_LAST = ("euler_ancestral", "dpmpp_2m_sde", "dpmpp_2s_ancestral", "dpmpp_3m_sde")
+
+
+def noise_draws(sampler: str, steps: int, num_timesteps: int = 1000, **options: Any) -> tuple[int, bool]:
+    """(per-example noise draws — calls of :func:`gm_jax.core.rng.per_example_normal` over the batch — that
+    ``sampler`` makes in a chain of ``steps`` steps on the linear DDPM grid of ``num_timesteps`` with its
+    bench options (``options`` override them), not counting the prior draw; whether the count is known).
+    Read off the samplers' definitions in :mod:`gm_jax.diffusion.samplers`: DDPM one per step; DDIM one per
+    step when η > 0; annealed Langevin ``n_inner`` per level; PC one for the predictor + ``n_corrector``;
+    the ancestral / SDE solvers one per step but the step into σ = 0; EDM's stochastic sampler one per
+    step with γ_i > 0 (:func:`gm_jax.diffusion.samplers.churn_gamma` on the grid); restart sampling
+    ``restart_k`` at its restart point; deterministic samplers none. A stochastic sampler not listed here
+    is counted as one per step, with ``known`` False."""
+    from gm_jax.diffusion.samplers import churn_gamma, get_corrector
+
+    spec = configured_sampler(model_defaults(), sampler)
+    o = {**sampler_options(sampler, 0.0), **options}
+    n = int(steps)
+    if spec.deterministic:
+        return 0, True
+    if sampler == "ddpm":
+        return n, True
+    if sampler == "ddim":
+        return (n if float(o["eta"]) > 0 else 0), True
+    if sampler == "annealed_langevin":
+        return n * int(o["n_inner"]), True
+    if sampler == "pc":
+        return n * (1 + (int(o["n_corrector"]) if get_corrector(o["corrector"]).fn is not None else 0)), True
+    if sampler in _NOISY_UNLESS_LAST:
+        return (n - 1 if float(o["ancestral_eta"]) > 0 else 0), True
+    if sampler == "edm_stochastic":
+        def churning(s_churn, s_tmin, s_tmax):  # one program, not dozens of eager ops
+            grid = make_grid("discrete", discrete_schedule("linear", int(num_timesteps)), n, n)
+            return jnp.sum(churn_gamma(grid.sigma[:n] / grid.alpha[:n], grid.n_steps, s_churn, s_tmin, s_tmax) > 0)
+
+        return int(jax.jit(churning)(*(np.float32(o[k]) for k in ("s_churn", "s_tmin", "s_tmax")))), True
+    if sampler == "restart":
+        return (int(o["restart_k"]) if n >= 2 else 0), True
+    return n, False
+
+
+def noise_chain(draw: Callable, key: jax.Array, x0: jax.Array) -> Chain:
+    """A chain whose step k only adds step k's per-example noise, drawn as the samplers draw it
+    (``draw(fold_in(fold_in(key, k), 0), first_index = 0, shape)``, :func:`gm_jax.core.rng.per_example_normal`
+    by default): its per-step time is the cost of one step's noise inside a compiled chain."""
+    from gm_jax.diffusion.samplers import start
+
+    def step(carry, k):
+        x, nfe, extra = carry
+        z = draw(jax.random.fold_in(jax.random.fold_in(key, k), 0), 0, x.shape)
+        return x + z, nfe, extra
+
+    return Chain(start(x0), step)
+
+
+@functools.lru_cache(maxsize=32)
+def _noise_fused(draw: Callable, batch: int, shape: tuple[int, ...], max_steps: int, num_timesteps: int):
+    """jit of :func:`noise_chain` ``(key, steps) -> x`` (cached: the PRNG section reuses the per-step section's
+    program; JAX's own cache tells key implementations and threefry modes apart)."""
+    process = discrete_schedule("linear", int(num_timesteps))
+
+    def run(key, steps):
+        grid = make_grid("discrete", process, steps, max_steps)
+        return run_chain(noise_chain(draw, key, jnp.zeros((batch,) + shape, jnp.float32)), grid)[0]
+
+    return jax.jit(run)
+
+
+def _step_record(times: list[dict[str, list[float]]], steps: tuple[int, int], padding: int) -> dict[str, float]:
+    """``step_s`` (and ``step_median_s``, ``step_cpu_s``) from interleaved timings [chain(lo), chain(hi)]
+    (+ [padded chain(hi)] when ``padding``): the marginal cost of one more step in one compiled chain
+    (``marginal_step_s``) plus the cost of one unused slot of the static grid (``padding_s``), i.e. the cost
+    of an executed step."""
+    lo, hi = steps
+    marginal = difference_per_unit(times[0], times[1], hi - lo)
+    zero = {"min_s": 0.0, "median_s": 0.0, "cpu_s": 0.0}
+    pad = difference_per_unit(times[1], times[2], padding) if padding else zero
+    out = {"marginal_step_s": marginal["min_s"], "padding_s": pad["min_s"], "padding_median_s": pad["median_s"]}
+    for k, name in (("min_s", "step_s"), ("median_s", "step_median_s"), ("cpu_s", "step_cpu_s")):
+        out[name] = marginal[k] + pad[k]
+    return out
+
+
+class StepChains:
+    """One sampler with :func:`negligible_denoiser` on the linear DDPM grid of ``num_timesteps`` at a fixed
+    x_T (drawn on the host: the prior draw is a fixed cost, outside the timed programs): jit of the whole
+    chain ``(key, x_T, steps) -> (x, nfe)`` for a static grid length, and the initial carry and the step of
+    the same chain for driving it from Python (the very step the fused chain scans)."""
+
+    def __init__(self, sampler: str, num_timesteps: int = 1000):
+        self.sampler, self.spec = sampler, configured_sampler(model_defaults(), sampler)
+        self.process = discrete_schedule("linear", int(num_timesteps))
+        self.options = sampler_options(sampler, np.float32(0.0))
+
+    def chain(self, key: jax.Array, x_T: jax.Array, steps: jax.Array, max_steps: int) -> tuple[Chain, Any]:
+        grid = make_grid("discrete", self.process, steps, max_steps)
+        return self.spec.chain(negligible_denoiser(None, None, None), key, x_T, grid, 0, **self.options), grid
+
+    def fused(self, max_steps: int) -> Any:
+        def run(key, x_T, steps):
+            chain, grid = self.chain(key, x_T, steps, max_steps)
+            x, info = run_chain(chain, grid)
+            return x, info["nfe"]
+
+        return jax.jit(run)
+
+    def python_stepped(self, max_steps: int) -> Callable[[jax.Array, jax.Array, int], tuple[jax.Array, Any]]:
+        """``run(key, x_T, steps) -> (x, nfe)``: the jitted initial carry, then ``steps`` calls of the jitted
+        step from a Python loop (how diffusers and k-diffusion drive their schedulers)."""
+        init = jax.jit(lambda key, x_T, n: self.chain(key, x_T, n, max_steps)[0].init)
+        step = jax.jit(lambda key, x_T, n, carry, k: self.chain(key, x_T, n, max_steps)[0].step(carry, k))
+
+        def run(key, x_T, steps):
+            n = np.int32(steps)
+            carry = init(key, x_T, n)
+            for k in range(int(steps)):
+                carry = step(key, x_T, n, carry, np.int32(k))
+            return carry[0], carry[1]
+
+        return run
+
+
+def sampler_step_cost(sampler: str, batch: int = 64, shape: tuple[int, ...] = (28, 28, 1),
+                      steps: tuple[int, int] = (2, 12), padding: int = 100, repeats: int = 7,
+                      min_total_s: float = 0.1, python_baseline: bool = True, num_timesteps: int = 1000,
+                      noise: bool = True) -> dict[str, Any]:
+    """One sampler's per-step cost beyond the network with :func:`negligible_denoiser` at [batch, *shape]
+    (:class:`StepChains`): ``step_s`` (:func:`_step_record`: the chain's time at ``steps[1]`` minus at
+    ``steps[0]`` steps in one compiled chain of static length ``steps[1]``, divided by the difference —
+    compilation, dispatch and the final step cancel — plus ``padding_s``, the cost of one unused slot of the
+    static grid, from the same chain padded by ``padding`` slots); ``python_step_s``: the same difference for
+    the chain driven from Python (one compiled step per call); ``step_nfe``: denoiser calls per step;
+    ``noise_draws_per_step`` (:func:`noise_draws`); with ``noise``, ``noise_step_s``: one step's per-example
+    noise draw (:func:`noise_chain`, marginal cost) timed in the same interleaved rounds."""
+    lo, hi = (int(s) for s in steps)
+    require(1 <= lo < hi and hi + padding <= num_timesteps, f"need 1 <= steps[0] < steps[1], got {steps}")
+    chains = StepChains(sampler, num_timesteps)
+    key = jax.random.key(0)
+    x_T = jnp.asarray(np.random.default_rng(0).standard_normal((batch,) + tuple(shape)), jnp.float32)
+    fused = [chains.fused(hi)] + ([chains.fused(hi + padding)] if padding else [])
+    _, compile_s = compile_seconds(fused[0], key, x_T, np.int32(lo))
+    out: dict[Any, Any] = {}
+
+    def call(f, n, tag):
+        def run():
+            out[tag] = f(key, x_T, np.int32(n))
+            return out[tag][0]
+        return run
+
+    calls = [call(fused[0], lo, lo), call(fused[0], hi, hi)] + ([call(fused[-1], hi, "pad")] if padding else [])
+    if noise:  # one step's noise draw, timed in the same rounds: the ratio does not see the load drift
+        from gm_jax.core.rng import per_example_normal
+
+        draw = _noise_fused(per_example_normal, int(batch), tuple(shape), hi, int(num_timesteps))
+        calls += [lambda: draw(key, np.int32(lo)), lambda: draw(key, np.int32(hi))]
+    times = time_interleaved(calls, repeats=repeats, min_total_s=min_total_s)
+    nfe = {n: int(out[n][1]) for n in (lo, hi)}
+    draws = {n: noise_draws(sampler, n, num_timesteps) for n in (lo, hi)}
+    rec: dict[str, Any] = {
+        "sampler": sampler, "deterministic": chains.spec.deterministic, "batch": int(batch), "shape": list(shape),
+        "steps_lo": lo, "steps_hi": hi, "padding": int(padding), "compile_s": compile_s,
+        "step_nfe": (nfe[hi] - nfe[lo]) / (hi - lo), "nfe_lo": nfe[lo], "nfe_hi": nfe[hi],
+        "noise_draws_per_step": (draws[hi][0] - draws[lo][0]) / (hi - lo), "noise_draws_known": draws[hi][1],
+        "repeats": len(times[0]["wall"]), **_step_record(times, (lo, hi), padding),
+        "finite": bool(jnp.all(jnp.isfinite(out[hi][0]))),
+        "padded_max_abs_diff": float(jnp.max(jnp.abs(out["pad"][0] - out[hi][0]))) if padding else None}
+    rec["stochastic"] = rec["noise_draws_per_step"] > 0
+    if noise:
+        d = difference_per_unit(times[-2], times[-1], hi - lo)
+        rec.update(noise_step_s=d["min_s"], noise_step_median_s=d["median_s"], noise_step_cpu_s=d["cpu_s"])
+    if python_baseline:
+        py = chains.python_stepped(hi)
+        py_times = time_interleaved([call(py, lo, ("py", lo)), call(py, hi, ("py", hi))], repeats=repeats,
+                                    min_total_s=min_total_s)
+        d = difference_per_unit(py_times[0], py_times[1], hi - lo)
+        rec.update(python_step_s=d["min_s"], python_step_median_s=d["median_s"], python_step_cpu_s=d["cpu_s"],
+                   python_max_abs_diff=float(jnp.max(jnp.abs(out[("py", hi)][0] - out[hi][0]))))
+    return rec
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b is not None and b > 0 else None
+
+
+def per_step_costs(samplers: Sequence[str] | None = None, batch: int = 64, shape: tuple[int, ...] = (28, 28, 1),
+                   steps: tuple[int, int] = (2, 12), padding: int = 100, repeats: int = 7, min_total_s: float = 0.1,
+                   python_baseline: bool = True, diffusers: bool = True, num_timesteps: int = 1000,
+                   log: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Issue 18's per-step cost beyond the network for ``samplers`` (default: every registered one, read at
+    call time): :func:`sampler_step_cost` of each with the cost of one step's noise draw timed in the same
+    rounds (``noise``: its median, min and max over the samplers), and, when torch and diffusers are installed,
+    diffusers' per-step cost of the matching schedulers (:func:`diffusers_step_costs`). Ratios per sampler:
+    ``step_over_euler``, ``python_over_fused`` (Python-stepped ÷ fused), ``step_over_noise`` = step ÷ (draws
+    per step × one draw; stochastic samplers), ``step_over_one_draw`` and ``fused_over_diffusers``.
+    Returns ``{"noise": ..., "records": [...], "diffusers": {...}, "diffusers_status": ...}``."""
+    import time
+
+    names = tuple(samplers) if samplers else sampler_names()
+    kw = dict(batch=batch, shape=tuple(shape), steps=tuple(steps), padding=padding, repeats=repeats,
+              min_total_s=min_total_s, num_timesteps=num_timesteps)
+    records = []
+    for name in names:
+        t0 = time.perf_counter()
+        records.append(sampler_step_cost(name, python_baseline=python_baseline, **kw))
+        if log:
+            r = records[-1]
+            log(f"bench samplers: per-step {name}: {1e6 * r['step_s']:.1f} µs (noise draw "
+                f"{1e6 * r['noise_step_s']:.1f} µs) [{time.perf_counter() - t0:.0f} s]")
+    torch_recs = diffusers_step_costs(names, **{k: kw[k] for k in ("batch", "shape", "steps", "repeats",
+                                                                   "min_total_s")}) if diffusers else {}
+    euler = next((r["step_s"] for r in records if r["sampler"] == "euler"), None)
+    for r in records:
+        d = torch_recs.get(r["sampler"], {})
+        r.update(step_over_euler=_ratio(r["step_s"], euler),
+                 python_over_fused=_ratio(r.get("python_step_s"), r["step_s"]),
+                 step_over_one_draw=_ratio(r["step_s"], r["noise_step_s"]),
+                 step_over_noise=_ratio(r["step_s"], r["noise_draws_per_step"] * r["noise_step_s"])
+                 if r["stochastic"] else None,
+                 diffusers_step_s=d.get("step_s"), fused_over_diffusers=_ratio(r["step_s"], d.get("step_s")))
+    draws = [r["noise_step_s"] for r in records]
+    noise = {"noise_step_s": float(np.median(draws)), "noise_step_min_s": float(np.min(draws)),
+             "noise_step_max_s": float(np.max(draws)),
+             "noise_step_cpu_s": float(np.median([r["noise_step_cpu_s"] for r in records]))}
+    status = ("off" if not diffusers else "measured" if diffusers_available()
+              else "not measured: torch and diffusers are not installed (the optional extra: pip install '.[torch]')")
+    return {"noise": noise, "records": records, "diffusers": torch_recs, "diffusers_status": status}
+
+
+# gm_jax sampler: (diffusers scheduler class, its options, whether its step draws noise — then it is passed a
+# torch.Generator) for the samplers with a direct counterpart; each is built on the linear β schedule of T = 1000
+# with ε-prediction, the model output being the negligible denoiser's.
+DIFFUSERS_SCHEDULERS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "ddpm": ("DDPMScheduler", {}, True), "ddim": ("DDIMScheduler", {}, False),
+    "euler": ("EulerDiscreteScheduler", {}, False), "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}, True),
+    "heun": ("HeunDiscreteScheduler", {}, False),
+    "dpm_solver_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, False),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, True),
+    "lms": ("LMSDiscreteScheduler", {}, False), "unipc": ("UniPCMultistepScheduler", {}, False),
+    "deis": ("DEISMultistepScheduler", {}, False),
+}
+
+
+def diffusers_available() -> bool:
+    """Whether torch and diffusers import (the optional ``torch`` extra)."""
+    try:
+        import diffusers  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _diffusers_loop(diffusers: Any, torch: Any, sampler: str, batch: int, shape: tuple[int, ...]) -> Callable:
+    """``run(n)``: a diffusers sampling loop of ``n`` inference steps on the scheduler of ``sampler``, the
+    model output (ε) being x/2 of the scaled model input — diffusers' own per-step work, nothing else."""
+    name, opts, noisy = DIFFUSERS_SCHEDULERS[sampler]
+    sched = getattr(diffusers, name)(num_train_timesteps=1000, beta_schedule="linear", **opts)
+    nchw = (batch, shape[-1], *shape[:-1]) if len(shape) == 3 else (batch, *shape)
+    gen = torch.Generator().manual_seed(0)
+    x_T = torch.randn(nchw, generator=gen)
+
+    def run(n: int) -> Any:
+        sched.set_timesteps(int(n))
+        x = x_T * sched.init_noise_sigma
+        with torch.no_grad():
+            for t in sched.timesteps:
+                eps = 0.5 * sched.scale_model_input(x, t)
+                extra = {"generator": gen} if noisy else {}
+                x = sched.step(eps, t, x, **extra).prev_sample
+        return x
+
+    return run
+
+
+def diffusers_step_costs(samplers: Sequence[str], batch: int = 64, shape: tuple[int, ...] = (28, 28, 1),
+                         steps: tuple[int, int] = (2, 12), repeats: int = 7, min_total_s: float = 0.1
+                         ) -> dict[str, dict[str, Any]]:
+    """diffusers' per-step cost of the schedulers of :data:`DIFFUSERS_SCHEDULERS` for ``samplers`` (PyTorch
+    on this machine's CPU threads): the loop's time at ``steps[1]`` minus at ``steps[0]`` inference steps,
+    divided by the difference (``set_timesteps`` and the first step cancel), timed in interleaved rounds;
+    ``{}`` when torch or diffusers is not installed. A scheduler that fails records its error."""
+    if not diffusers_available():
+        return {}
+    import diffusers
+    import torch
+
+    lo, hi = (int(s) for s in steps)
+    out: dict[str, dict[str, Any]] = {}
+    for sampler in samplers:
+        if sampler not in DIFFUSERS_SCHEDULERS:
+            continue
+        try:
+            run = _diffusers_loop(diffusers, torch, sampler, batch, tuple(shape))
+            times = time_interleaved([lambda run=run: run(lo), lambda run=run: run(hi)], repeats=repeats,
+                                     min_total_s=min_total_s)
+        except Exception as e:  # an API change in one scheduler must not lose the rest of the bench
+            out[sampler] = {"scheduler": DIFFUSERS_SCHEDULERS[sampler][0], "status": f"error: {e!r}"[:200]}
+            continue
+        d = difference_per_unit(times[0], times[1], hi - lo)
+        out[sampler] = {"scheduler": DIFFUSERS_SCHEDULERS[sampler][0], "status": "ok", "step_s": d["min_s"],
+                        "step_median_s": d["median_s"], "step_cpu_s": d["cpu_s"],
+                        "torch_threads": torch.get_num_threads(), "diffusers_version": diffusers.__version__}
+    return out
+
+
+def per_example_normal_map(key: jax.Array, first_index: jax.Array | int, shape: tuple[int, ...],
+                           dtype: jnp.dtype = jnp.float32) -> jax.Array:
+    """:func:`gm_jax.core.rng.per_example_normal` with the examples drawn one after another (``lax.map``)
+    instead of by ``vmap``: what a PRNG implementation whose batched draw ignores all keys but the first
+    needs (JAX batches ``rng_bit_generator`` — the 'rbg' and 'unsafe_rbg' implementations — by drawing
+    ``[batch, ...]`` bits from the first key only)."""
+    from gm_jax.core.rng import example_keys
+
+    keys = example_keys(key, first_index, shape[0])
+    return jax.lax.map(lambda k: jax.random.normal(k, shape[1:], dtype), keys)
+
+
+def batched_normal(key: jax.Array, first_index: jax.Array | int, shape: tuple[int, ...],
+                   dtype: jnp.dtype = jnp.float32) -> jax.Array:
+    """One draw over the whole batch, ``first_index`` ignored: the reference of what per-example keys cost
+    (example i's noise then depends on the batch it is drawn in)."""
+    del first_index
+    return jax.random.normal(key, shape, dtype)
+
+
+def _prng_draws() -> dict[str, Callable]:
+    from gm_jax.core.rng import per_example_normal
+
+    return {"per_example": per_example_normal, "per_example_map": per_example_normal_map, "batched": batched_normal}
+
+
+# (key implementation, jax_threefry_partitionable — None: the process's setting —, draw of :func:`_prng_draws`)
+PRNG_VARIANTS: tuple[tuple[str, bool | None, str], ...] = (
+    ("threefry2x32", True, "per_example"), ("threefry2x32", False, "per_example"),
+    ("threefry2x32", None, "batched"), ("rbg", None, "per_example"), ("rbg", None, "per_example_map"),
+    ("unsafe_rbg", None, "per_example"), ("unsafe_rbg", None, "per_example_map"))
+
+
+def batch_size_independent(draw: Callable, key: jax.Array, shape: tuple[int, ...], big: int = 64, small: int = 8
+                           ) -> bool:
+    """Whether ``draw(key, first_index, (n, *shape))`` gives example i the same noise in one batch of ``big``
+    (first index 0) as in the batches of ``small`` with first indices 0, small, 2·small, … — the property
+    that makes a sample independent of the batch size it is drawn in."""
+    require(big % small == 0, f"big must be a multiple of small, got {big}, {small}")
+    f_big = jax.jit(lambda k, i: draw(k, i, (big,) + tuple(shape)))
+    f_small = jax.jit(lambda k, i: draw(k, i, (small,) + tuple(shape)))
+    full = np.asarray(f_big(key, np.uint32(0)))
+    parts = np.concatenate([np.asarray(f_small(key, np.uint32(j))) for j in range(0, big, small)])
+    return bool(np.array_equal(full, parts))
+
+
+@contextlib.contextmanager
+def threefry_partitionable(value: bool | None) -> Iterator[bool]:
+    """``with threefry_partitionable(v) as setting:`` — ``jax_threefry_partitionable`` set to ``v`` inside the
+    block (``None``: left as it is), restored after; JAX keys its compilation caches on it, so programs
+    traced inside see the value. ``setting``: the value in force."""
+    saved = bool(jax.config.jax_threefry_partitionable)
+    try:
+        if value is not None:
+            jax.config.update("jax_threefry_partitionable", bool(value))
+        yield bool(jax.config.jax_threefry_partitionable)
+    finally:
+        jax.config.update("jax_threefry_partitionable", saved)
+
+
+def prng_costs(batch: int = 64, shape: tuple[int, ...] = (28, 28, 1), steps: tuple[int, int] = (2, 12),
+               repeats: int = 7, min_total_s: float = 0.1,
+               variants: Sequence[tuple[str, bool | None, str]] | None = None, num_timesteps: int = 1000
+               ) -> list[dict[str, Any]]:
+    """Per-example noise [batch, *shape] with each of JAX's PRNG implementations (``jax.random.key(seed,
+    impl=...)``: threefry2x32 with ``jax_threefry_partitionable`` on and off, 'rbg', 'unsafe_rbg') and each
+    draw of ``variants`` (default :data:`PRNG_VARIANTS`): ``draw_s``, the marginal cost of one step's draw in a
+    compiled :func:`noise_chain` (``steps[1]`` minus ``steps[0]`` steps, every variant timed in the same
+    interleaved rounds, each call under its own threefry mode), ``batch_independent``
+    (:func:`batch_size_independent`, batches of 8 and 64), and ``draw_over_default``: the ratio to the
+    library's draw (threefry2x32, per-example keys, the process's partitionable setting)."""
+    draws = _prng_draws()
+    process_setting = bool(jax.config.jax_threefry_partitionable)
+    lo, hi = (int(v) for v in steps)
+    require(1 <= lo < hi <= num_timesteps, f"need 1 <= steps[0] < steps[1], got {steps}")
+
+    def call(part, fused, key, n):
+        def run():
+            with threefry_partitionable(part):  # the program compiled for this mode
+                return fused(key, np.int32(n))
+        return run
+
+    built, calls = [], []
+    for impl, part, method in PRNG_VARIANTS if variants is None else variants:
+        check_choice("draw", method, draws)
+        with threefry_partitionable(part) as setting:
+            key = jax.random.key(0, impl=impl)
+            fused = _noise_fused(draws[method], int(batch), tuple(shape), hi, int(num_timesteps))
+            _, compile_s = compile_seconds(fused, key, np.int32(lo))
+            built.append({"impl": impl, "threefry_partitionable": setting, "draw": method, "batch": int(batch),
+                          "shape": list(shape), "batch_independent": batch_size_independent(draws[method], key, shape),
+                          "compile_s": compile_s, "library_default": (impl, method, setting) == (
+                              "threefry2x32", "per_example", process_setting)})
+        calls += [call(part, fused, key, lo), call(part, fused, key, hi)]
+    times = time_interleaved(calls, repeats=repeats, min_total_s=min_total_s)
+    for i, rec in enumerate(built):
+        d = difference_per_unit(times[2 * i], times[2 * i + 1], hi - lo)
+        rec.update(draw_s=d["min_s"], draw_median_s=d["median_s"], draw_cpu_s=d["cpu_s"])
+    ref = next((r["draw_s"] for r in built if r["library_default"]), None)
+    for r in built:
+        r["draw_over_default"] = _ratio(r["draw_s"], ref)
+    return built

@@ -16,7 +16,7 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -97,6 +97,40 @@ def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1, min_tota
     med = statistics.median(times)
     return {"median_s": med, "min_s": min(times), "spread": (max(times) - min(times)) / med if med > 0 else 0.0,
             "repeats": len(times), "cpu_median_s": statistics.median(cpu), "cpu_min_s": min(cpu)}
+
+
+def time_interleaved(fns: Sequence[Callable[[], Any]], repeats: int = 5, warmup: int = 1, min_total_s: float = 0.0,
+                     max_repeats: int = 200) -> list[dict[str, list[float]]]:
+    """Wall and process CPU time of every call of each of ``fns``, timed in rounds of one call of each (so a
+    change of the machine's load during the measurement hits all of them alike, and differences between
+    them — e.g. of one compiled chain at two step counts — can be taken round by round): at least
+    ``repeats`` rounds after ``warmup`` untimed ones, more, up to ``max_repeats``, until ``min_total_s``
+    seconds per function were timed on average. Returns per function ``{"wall": [...], "cpu": [...]}``."""
+    require(repeats >= 1 and len(fns) >= 1, f"need repeats >= 1 and at least one function, got {repeats}")
+    for _ in range(max(warmup, 0)):
+        for fn in fns:
+            jax.block_until_ready(fn())
+    out: list[dict[str, list[float]]] = [{"wall": [], "cpu": []} for _ in fns]
+    total, rounds = 0.0, 0
+    while rounds < repeats or (total < min_total_s * len(fns) and rounds < max_repeats):
+        for fn, rec in zip(fns, out, strict=True):
+            c0, t0 = time.process_time(), time.perf_counter()
+            jax.block_until_ready(fn())
+            rec["wall"].append(time.perf_counter() - t0)
+            rec["cpu"].append(time.process_time() - c0)
+            total += rec["wall"][-1]
+        rounds += 1
+    return out
+
+
+def difference_per_unit(lo: dict[str, list[float]], hi: dict[str, list[float]], units: float) -> dict[str, float]:
+    """The cost of one unit of work that ``hi`` does ``units`` times more than ``lo`` (two entries of
+    :func:`time_interleaved`): ``min_s`` = (min hi − min lo)/units (the least disturbed calls of each: on a
+    shared machine load only adds time), ``median_s`` = the median over rounds of (hi − lo)/units,
+    ``cpu_s`` = the same median of process CPU times."""
+    require(units > 0, f"units must be > 0, got {units}")
+    paired = lambda k: statistics.median(b - a for a, b in zip(lo[k], hi[k], strict=True)) / units
+    return {"min_s": (min(hi["wall"]) - min(lo["wall"])) / units, "median_s": paired("wall"), "cpu_s": paired("cpu")}
 
 
 def environment() -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """`gm-jax bench samplers` on its tiniest configuration: the JSON's fields and invariants — NFE equals each
 sampler's definition, the Python-stepped chain computes the fused chain's numbers, the overhead ratio is
-at least ~1 (a sampler cannot beat NFE network evaluations), no recompilation when steps/η/guidance change."""
+at least ~1 (a sampler cannot beat NFE network evaluations), no recompilation when steps/η/guidance change;
+issue 18's per-step cost beyond the network of every registered sampler and the batch-size independence of
+per-example noise with each of JAX's PRNG implementations."""
 
 import json
 import os
@@ -10,8 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gm_jax.bench.timing import CompileWindow, TraceCounter, time_call
+from gm_jax.bench import commands
+from gm_jax.bench import samplers as bench_samplers
+from gm_jax.bench.samplers import expected_nfe, sampler_step_cost
+from gm_jax.bench.timing import CompileWindow, TraceCounter, difference_per_unit, time_call, time_interleaved
 from gm_jax.cli import main
+from gm_jax.diffusion.samplers import get_sampler, sampler_names
 
 # Each sampler's NFE for N steps, written out independently of gm_jax (Karras et al. 2022 Alg. 1 for Heun:
 # no correction on the last step; PC: 1 corrector + 1 predictor per level; annealed Langevin: 5 inner steps
@@ -24,6 +30,17 @@ FIELDS = ("net", "batch", "sampler", "steps", "nfe", "dtype", "compile_s", "wall
           "backend_compiles_on_change", "device_kind", "jax_version", "platform")
 
 
+# The per-step section on a tiny shape, one compiled chain per sampler (no padded chain, no Python-stepped
+# baseline: those are tested on Euler below): 128 more steps than the short chain, so even Euler's ~1 µs steps add
+# up to well above the jitter of the least-disturbed call.
+TINY_PER_STEP = {"per_step_batch": 4, "per_step_shape": (8, 8, 1), "per_step_steps": (2, 130), "per_step_padding": 0,
+                 "per_step_repeats": 5, "per_step_python_baseline": False}
+# Noise draws per step of the bench's chains, from the samplers' definitions (η = 0 for DDIM; 5 inner Langevin
+# steps per level; PC: predictor + 1 corrector step; ancestral / SDE solvers: one per step but into σ = 0)
+DRAWS = {"ddpm": 1, "ddim": 0, "annealed_langevin": 5, "pc": 2, "euler_ancestral": 1, "dpmpp_2m_sde": 1,
+         "dpmpp_2s_ancestral": 1, "dpmpp_3m_sde": 1, "restart": 0}
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("bench") / "samplers")
@@ -31,7 +48,13 @@ def bench(tmp_path_factory):
             "--num_timesteps", "20", "--samplers", ",".join(TIMED), "--quality_samplers", "ddpm",
             "--quality_steps", "4", "--quality_num", "256", "--repeats", "2",
             "--min_time", "0"]
-    assert main(argv) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in TINY_PER_STEP.items():
+            mp.setitem(commands.PER_STEP_QUICK, k, v)
+        # every key implementation and threefry mode, without the sequential (lax.map) draws: 2 compilations less
+        variants = tuple(v for v in bench_samplers.PRNG_VARIANTS if v[2] != "per_example_map")
+        mp.setattr(bench_samplers, "PRNG_VARIANTS", variants)
+        assert main(argv) == 0
     with open(os.path.join(out, "samplers.json")) as f:
         return out, json.load(f)
 
@@ -97,3 +120,95 @@ def test_bad_input_is_one_line(capsys):
     assert err.startswith("gm-jax: error:") and "resnet" in err and "\n" not in err
     assert main(["bench", "samplers", "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_per_step_covers_every_registered_sampler(bench):
+    """The CLI's per-step section covers every registered sampler (read when the bench runs, so new
+    registrations are picked up), whatever --samplers selects: each a finite positive difference of two step
+    counts; NFE per step as each sampler is defined (adaptive: at most its bound); noise draws per step as
+    each is defined; the ratios are the quotients they are named after."""
+    out, payload = bench
+    per_step = payload["per_step"]
+    recs = {r["sampler"]: r for r in per_step["records"]}
+    assert tuple(recs) == sampler_names() and len(recs) >= 16
+    noise = per_step["noise"]
+    assert 0 < noise["noise_step_min_s"] <= noise["noise_step_s"] <= noise["noise_step_max_s"], noise
+    assert per_step["diffusers_status"].startswith("not measured") or per_step["diffusers"]
+    for name, r in recs.items():
+        assert r["batch"] == 4 and r["shape"] == [8, 8, 1] and (r["steps_lo"], r["steps_hi"]) == (2, 130)
+        assert r["finite"] and np.isfinite(r["step_s"]) and r["step_s"] > 0, r
+        if get_sampler(name).adaptive:
+            assert 0 < r["nfe_hi"] <= expected_nfe(name, 130), r
+        else:
+            assert r["step_nfe"] == (expected_nfe(name, 130) - expected_nfe(name, 2)) / 128, r
+        draws = 0 if get_sampler(name).deterministic else DRAWS.get(name)
+        if draws is not None:
+            assert r["noise_draws_per_step"] == draws, r
+        if name == "edm_stochastic":  # a draw on the steps with S_tmin <= σ/α <= S_tmax only
+            assert 0 < r["noise_draws_per_step"] < 1, r
+        assert r["stochastic"] == (r["noise_draws_per_step"] > 0) and r["noise_draws_known"]
+        assert r["step_over_euler"] == pytest.approx(r["step_s"] / recs["euler"]["step_s"])
+        assert np.isfinite(r["noise_step_s"]) and r["noise_step_s"] > 0, r  # timed in this sampler's rounds
+        expect = r["step_s"] / (r["noise_draws_per_step"] * r["noise_step_s"]) if r["stochastic"] else None
+        assert r["step_over_noise"] == (pytest.approx(expect) if expect else None)
+        assert "python_step_s" not in r and r["python_over_fused"] is None  # off in this run
+    targets = [t for t in payload["targets"] if t["target"].startswith("per-step cost beyond the network")]
+    assert set(targets[0]["measured"]) == {n for n, r in recs.items() if not r["stochastic"]}
+    md = open(os.path.join(out, "samplers.md")).read()
+    assert "Per-step cost beyond the network" in md and "| sampler | stochastic | NFE/step |" in md
+    assert "PRNG implementations" in md and "| rbg |" in md
+
+
+def test_padded_and_python_stepped_step_cost():
+    """With a padded chain and the Python-stepped baseline: both compute the fused chain's numbers, the step
+    cost is the marginal cost plus one unused slot's, and a Python-stepped step costs more than a fused one
+    (the same step plus one dispatch from Python)."""
+    r = sampler_step_cost("euler", batch=4, shape=(8, 8, 1), steps=(2, 130), padding=8, repeats=3, min_total_s=0.0,
+                          noise=False)
+    assert r["python_max_abs_diff"] < 1e-5 and r["padded_max_abs_diff"] == 0.0, r
+    assert r["marginal_step_s"] > 0 and r["python_step_s"] > r["marginal_step_s"] and np.isfinite(r["padding_s"]), r
+    assert r["step_s"] == pytest.approx(r["marginal_step_s"] + r["padding_s"])
+    assert r["step_nfe"] == 1.0 and r["noise_draws_per_step"] == 0.0 and not r["stochastic"]
+
+
+def _draw_8_of_16(impl, partitionable, draw_name):
+    """The test's own check, on other batch sizes than the bench's 64 and 8: examples 8..15 as rows 8..15 of
+    a batch of 16 and as a batch of 8 drawn from first index 8."""
+    from gm_jax.bench.samplers import _prng_draws, threefry_partitionable
+
+    draw = _prng_draws()[draw_name]
+    with threefry_partitionable(partitionable):
+        key = jax.random.key(3, impl=impl)
+        big = jax.jit(lambda k: draw(k, 0, (16, 2, 3)))(key)
+        small = jax.jit(lambda k: draw(k, 8, (8, 2, 3)))(key)
+    return bool(np.array_equal(np.asarray(big)[8:], np.asarray(small)))
+
+
+def test_prng_batch_size_independence(bench):
+    """Every JAX key implementation is measured; the library's per-example threefry noise is independent of
+    the batch size in both threefry modes; one draw over the whole batch is not (the check can fail); the
+    rbg implementations' per-example (vmap) flags agree with the test's own check on other batch sizes."""
+    _, payload = bench
+    prng = payload["prng"]
+    assert {r["impl"] for r in prng} == {"threefry2x32", "rbg", "unsafe_rbg"}
+    threefry = [r for r in prng if r["impl"] == "threefry2x32" and r["draw"] == "per_example"]
+    assert {r["threefry_partitionable"] for r in threefry} == {True, False}
+    assert all(r["batch_independent"] for r in threefry)
+    assert not next(r for r in prng if r["draw"] == "batched")["batch_independent"]
+    assert sum(r["library_default"] for r in prng) == 1
+    for r in prng:
+        assert np.isfinite(r["draw_s"]) and r["draw_s"] > 0 and r["draw_over_default"] > 0, r
+        if r["impl"] != "threefry2x32" and r["draw"] == "per_example":
+            assert r["batch_independent"] == _draw_8_of_16(r["impl"], r["threefry_partitionable"], r["draw"]), r
+    target = next(t for t in payload["targets"] if "PRNG" in t["target"])
+    assert target["met"] is True
+
+
+def test_interleaved_differences():
+    """difference_per_unit of two interleaved calls recovers a known per-unit cost (a sleep)."""
+    import time
+
+    times = time_interleaved([lambda: time.sleep(0.001), lambda: time.sleep(0.006)], repeats=5)
+    assert all(len(t["wall"]) == len(t["cpu"]) >= 5 for t in times)
+    d = difference_per_unit(times[0], times[1], 5)
+    assert 0.0008 < d["min_s"] < 0.0015 and 0.0005 < d["median_s"] < 0.002 and abs(d["cpu_s"]) < 0.0005
