@@ -54,13 +54,17 @@ def start(x: jax.Array, extra: Any = ()) -> tuple[jax.Array, jax.Array, Any]:
 
 
 def run_chain(chain: Chain, grid: Grid) -> tuple[jax.Array, Info]:
-    """Run ``chain.step(carry, k)`` for k < grid.n_steps inside one scan over the static grid length;
-    returns (x, {"nfe": ...})."""
+    """Run ``chain.step(carry, k)`` for k = 0 … grid.n_steps − 1 in one ``lax.while_loop`` (the step count
+    is an array: no recompiles, and no cost for the unused slots of the static grid — a scan over
+    ``max_steps`` with a skipping ``cond`` copied multistep histories through every unused slot, ~45 µs each
+    at batch 64×28×28×1); returns (x, {"nfe": ...})."""
 
-    def body(c, k):
-        return lax.cond(k < grid.n_steps, chain.step, lambda c_, k_: c_, c, k), None
+    def body(state):
+        c, k = state
+        return chain.step(c, k), k + 1
 
-    (x, nfe, _), _ = lax.scan(body, chain.init, jnp.arange(grid.max_steps))
+    (x, nfe, _), _ = lax.while_loop(lambda state: state[1] < grid.n_steps, body,
+                                    (chain.init, jnp.zeros((), jnp.int32)))
     return x, {"nfe": nfe}
 
 
