@@ -310,7 +310,8 @@ def cmd_restore(args: argparse.Namespace, options: dict[str, list[Option]]) -> i
     prefix = _output_prefix(args.out, args.workdir, f"restore_{args.task}")
     rs.check_not_input(prefix, [args.input, args.mask])
     run, state = load_workdir(args.workdir)
-    given = run.family.check_restore_options(given)
+    # the method goes to family.restore, which says what the model needs (e.g. sr3 only for SR3 models)
+    given = run.family.check_restore_options({k: v for k, v in given.items() if k != "method"})
     spec = run.pipeline.spec
     x = rs.images_for_spec(images, spec)
     op = rs.build_operator(settings, spec.shape)

@@ -20,6 +20,11 @@ posterior samples of a linear inverse problem y = A x + σ_y ε with a sampler o
 inversion and regeneration (:mod:`gm_jax.diffusion.editing`). Both take images and measurements in the
 data's value range and units and map them to the model's [−1, 1] (a linear A commutes with the affine map
 up to the constant b A 1, :func:`measurement_to_model`).
+
+SR3 (Saharia et al. 2022), ``model.condition = 'superres'``: the network sees concat([x_t, A⁺y]) with A the
+average pooling ×``model.sr_scale`` and A⁺ its nearest-neighbour upsampling, trained with the usual loss on
+(x, A x + σ_y ε) formed from each batch; it restores with method ``sr3`` (the sampler ``model.sampler`` with
+the condition fixed through the chain), and its ``sample`` super-resolves the measurements of eval images.
 """
 
 from __future__ import annotations
@@ -41,10 +46,10 @@ from gm_jax.core.optim import make_optimizer
 from gm_jax.core.options import Option, check_options
 from gm_jax.diffusion import losses
 from gm_jax.diffusion.editing import STRENGTH, invert_and_regenerate, sdedit
-from gm_jax.diffusion.inverse import INVERSE_SAMPLERS
+from gm_jax.diffusion.inverse import CONDITIONED_METHODS, INVERSE_SAMPLERS
 from gm_jax.diffusion.inverse import restore as inverse_restore
 from gm_jax.diffusion.networks import TimeConditionedMLP
-from gm_jax.diffusion.operators import LinearOperator
+from gm_jax.diffusion.operators import LinearOperator, downsample
 from gm_jax.diffusion.parametrization import PARAMETRIZATIONS, from_x0, make_denoiser, network_x0
 from gm_jax.diffusion.samplers import SamplerSpec, all_sampler_options, get_sampler, prior_sample, sampler_names
 from gm_jax.diffusion.schedules import DiscreteSchedule, discrete_schedule, make_grid, make_sde
@@ -52,6 +57,7 @@ from gm_jax.nn.precision import compute_dtype
 from gm_jax.nn.unet import UNet, unet_config
 
 PROCESSES = ("discrete", "vp", "subvp", "ve", "edm")
+CONDITIONS = ("", "superres")  # model.condition: unconditional, or SR3 on the upsampled low-res image
 
 # Sampling options: the family's own, then every registered sampler's (the CLI builds its flags from these).
 SAMPLER = Option("sampler", "str", "diffusion sampler", "ddim", choices=sampler_names())
@@ -96,6 +102,9 @@ def model_defaults() -> ml_collections.ConfigDict:
     c.eval_num_t = 0                # VLB: 0 = all T terms, else L_0 + L_T exact and this many stratified KL terms
     c.clip_denoised = True          # images: clip x̂₀ to [−1, 1] while sampling (Ho et al. 2020's sampler)
     c.dtype = "float32"             # U-Net computation dtype: 'float32' | 'bfloat16' (parameters stay float32)
+    c.condition = ""                # '' | 'superres': SR3, the network also sees A⁺ A x (Saharia et al. 2022)
+    c.sr_scale = 4                  # superres: the average-pooling factor of A (divides H and W)
+    c.sr_sigma_y = 0.0              # superres: training measurement noise std of y = A x + σ_y ε (data units)
     return c
 
 
@@ -114,6 +123,22 @@ def _validate(m: Any, spec: DataSpec) -> None:
     require(0 < lo < hi, f"model.ve_sigma_min must be in (0, ve_sigma_max), got {lo} and {hi}")
     require(0 <= int(m.eval_num_t) <= max(int(m.num_timesteps) - 1, 0),
             f"model.eval_num_t must be 0 (all terms) or in [1, num_timesteps - 1], got {m.eval_num_t}")
+    _validate_condition(m, spec)
+
+
+def _validate_condition(m: Any, spec: DataSpec) -> None:
+    """``model.condition`` and, for SR3, ``model.sr_scale`` / ``model.sr_sigma_y`` (runs saved before them:
+    unconditional)."""
+    condition = str(m.get("condition", ""))
+    check_choice("model.condition", condition, CONDITIONS)
+    if not condition:
+        return
+    require(spec.is_image, f"model.condition 'superres' needs image data [H, W, C], got shape {spec.shape}; "
+            "set model.condition to ''")
+    scale, (h, w) = int(m.get("sr_scale", 4)), spec.shape[:2]
+    require(scale >= 2 and h % scale == 0 and w % scale == 0,
+            f"model.sr_scale must be >= 2 and divide the image size {h}x{w}, got {scale}; choose a divisor of both")
+    require(float(m.get("sr_sigma_y", 0.0)) >= 0.0, f"model.sr_sigma_y must be >= 0, got {m.sr_sigma_y}")
 
 
 def build_network(m: Any, spec: DataSpec, num_classes: int) -> Any:
@@ -123,6 +148,8 @@ def build_network(m: Any, spec: DataSpec, num_classes: int) -> Any:
     kwargs = unet_config(m.unet, num_classes=num_classes, dtype=compute_dtype(m))
     if m.dropout >= 0:
         kwargs["dropout"] = float(m.dropout)
+    if m.get("condition", ""):  # SR3: input [x_t, A⁺y] has 2C channels, the output C
+        kwargs["out_channels"] = int(spec.shape[-1])
     return UNet(**kwargs)
 
 
@@ -132,7 +159,9 @@ class Setup:
 
     kind: the parametrization; process: the discrete schedule or the SDE; time_scale: network time per unit
     of process time; (lo, hi): the data's value range; scale_data: images are mapped to [−1, 1];
-    max_steps: the static grid length of sampling; grid_name: the sampling grid."""
+    max_steps: the static grid length of sampling; grid_name: the sampling grid; cond_op: SR3's average
+    pooling A (``model.condition = 'superres'``; None: unconditional on images); sr_sigma_y: its training
+    measurement noise in model units."""
 
     m: Any
     spec: DataSpec
@@ -152,6 +181,8 @@ class Setup:
     grid_name: str
     sigma_data: float
     clip_denoised: bool
+    cond_op: LinearOperator | None = None
+    sr_sigma_y: float = 0.0
 
 
 def build_setup(config: ml_collections.ConfigDict, spec: DataSpec) -> Setup:
@@ -168,13 +199,17 @@ def build_setup(config: ml_collections.ConfigDict, spec: DataSpec) -> Setup:
     if discrete:
         max_steps = min(max_steps, process.num_steps)
     lo, hi = (float(v) for v in spec.value_range)
+    sr3 = bool(m.get("condition", ""))
+    cond_op = downsample(tuple(spec.shape), int(m.sr_scale)) if sr3 else None
+    sr_sigma_y = 2.0 / (hi - lo) * float(m.get("sr_sigma_y", 0.0)) if sr3 else 0.0
     return Setup(
         m=m, spec=spec, num_classes=num_classes, net_module=build_network(m, spec, num_classes),
         tx=make_optimizer(config.optim), ema_decay=float(config.optim.get("ema_decay", 0.0)), kind=kind,
         discrete=discrete, process=process, time_scale=1.0 if discrete or kind == "edm" else 999.0, lo=lo, hi=hi,
         scale_data=spec.is_image, num_dims=math.prod(spec.shape), max_steps=max_steps,
         grid_name=m.grid or ("discrete" if discrete else "edm" if m.process == "edm" else "uniform"),
-        sigma_data=float(m.sigma_data), clip_denoised=spec.is_image and bool(m.clip_denoised))
+        sigma_data=float(m.sigma_data), clip_denoised=spec.is_image and bool(m.clip_denoised), cond_op=cond_op,
+        sr_sigma_y=sr_sigma_y)
 
 
 def to_model(s: Setup, x: jax.Array) -> jax.Array:
@@ -188,15 +223,41 @@ def from_model(s: Setup, x: jax.Array) -> jax.Array:
     return jnp.clip((x + 1.0) * 0.5 * (s.hi - s.lo) + s.lo, s.lo, s.hi) if s.scale_data else x
 
 
-def network_fn(s: Setup, params: PyTree, train: bool = False, key: jax.Array | None = None) -> Callable:
-    """``(x, t, label) -> output`` of the network with ``params`` (dropout keyed by ``key`` in training)."""
+def network_input(x: jax.Array, cond: jax.Array | None) -> jax.Array:
+    """SR3's network input concat([x_t, A⁺y]) on the channel axis (Saharia et al. 2022, Sec. 2: the upsampled
+    low-resolution image concatenated to x_t); x unchanged without a condition. The MLP flattens it, so it
+    sees the flattened concatenation."""
+    return x if cond is None else jnp.concatenate([x, jnp.asarray(cond, x.dtype)], axis=-1)
+
+
+def network_fn(s: Setup, params: PyTree, train: bool = False, key: jax.Array | None = None,
+               cond: jax.Array | None = None) -> Callable:
+    """``(x, t, label) -> output`` of the network with ``params`` (dropout keyed by ``key`` in training); with
+    ``cond`` (SR3's A⁺y, x's shape) the network sees :func:`network_input` and its output keeps x's C
+    channels (the U-Net has C output channels; the MLP's extra outputs are dropped)."""
     rngs = {"dropout": key} if key is not None else {}
-    return lambda x, t, label: s.net_module.apply({"params": params}, x, t, label, train, rngs=rngs)
+    if cond is None:
+        return lambda x, t, label: s.net_module.apply({"params": params}, x, t, label, train, rngs=rngs)
+    c = int(s.spec.shape[-1])
+
+    def net(x, t, label):  # classifier-free guidance stacks [x; x]: the condition is repeated alike
+        u = jnp.concatenate([cond] * (x.shape[0] // cond.shape[0]), 0)
+        return s.net_module.apply({"params": params}, network_input(x, u), t, label, train, rngs=rngs)[..., :c]
+
+    return net
+
+
+def sr_condition(s: Setup, x0: jax.Array, key: jax.Array) -> jax.Array:
+    """SR3's condition of a model-space batch: A⁺(A x_0 + σ_y ε), A the average pooling ×``model.sr_scale``
+    and A⁺ = s² Aᵀ its nearest-neighbour upsampling (:func:`~gm_jax.diffusion.operators.downsample`)."""
+    y = s.cond_op.A(x0)
+    return s.cond_op.pinv(y + s.sr_sigma_y * jax.random.normal(key, y.shape, y.dtype))
 
 
 def init(s: Setup, key: jax.Array, example_batch: Batch) -> TrainState:
     x = to_model(s, example_batch["x"])
     label = jnp.zeros((x.shape[0],), jnp.int32) if s.num_classes else None
+    x = network_input(x, None if s.cond_op is None else jnp.zeros_like(x))
     params = s.net_module.init(key, x, jnp.zeros((x.shape[0],)), label)["params"]
     return TrainState.create(key, params, s.tx, use_ema=s.ema_decay > 0)
 
@@ -217,18 +278,21 @@ def draw_level(s: Setup, key: jax.Array, b: int) -> tuple[jax.Array, jax.Array, 
 
 
 def denoising_loss(s: Setup, params: PyTree, x0: jax.Array, label: jax.Array | None, key: jax.Array,
-                   train: bool) -> jax.Array:
+                   train: bool, cond: jax.Array | None = None) -> jax.Array:
     """Per-example training objective at x_t = α x_0 + σ ε: ε-MSE (Ho et al. 2020, eq. 14), denoising score
     matching (Vincent 2011; Song et al. 2021, eq. 7), EDM's weighted loss (Karras et al. 2022, eq. 8) or
-    the MSE of the x_0 / v prediction (Salimans & Ho 2022)."""
+    the MSE of the x_0 / v prediction (Salimans & Ho 2022). SR3 models (Saharia et al. 2022, eq. 6) condition
+    on ``cond`` = A⁺y, by default :func:`sr_condition` of the batch x_0 itself."""
     k_t, k_n, k_d = jax.random.split(key, 3)
+    if s.cond_op is not None and cond is None:
+        cond = sr_condition(s, x0, jax.random.fold_in(key, 3))
     b = x0.shape[0]
     t, alpha, sigma = draw_level(s, k_t, b)
     noise = jax.random.normal(k_n, x0.shape)
     shape = (b,) + (1,) * (x0.ndim - 1)
     a, sg = alpha.reshape(shape), sigma.reshape(shape)
     x_t = a * x0 + sg * noise
-    net = network_fn(s, params, train, k_d if train else None)
+    net = network_fn(s, params, train, k_d if train else None, cond)
     if s.kind == "edm":
         d = network_x0("edm", net, x_t, t, a, sg, label, s.time_scale, s.sigma_data)
         return losses.edm_loss(d, x0, sigma / alpha, s.sigma_data)
@@ -290,10 +354,12 @@ def sample_options(s: Setup) -> tuple[Option, ...]:
     return tuple(own) + narrowed_sampler_options(m, all_sampler_options())
 
 
-def sampling_denoiser(s: Setup, params: PyTree, label: jax.Array | None, guidance: jax.Array, num: int):
+def sampling_denoiser(s: Setup, params: PyTree, label: jax.Array | None, guidance: jax.Array, num: int,
+                      cond: jax.Array | None = None):
     """x̂_0 of the network: guided by ``label`` (classifier-free guidance scale ``guidance``), or with the
-    null label when ``label`` is None; clipped to [−1, 1] for images when ``model.clip_denoised``."""
-    net = network_fn(s, params)
+    null label when ``label`` is None; clipped to [−1, 1] for images when ``model.clip_denoised``. SR3 models
+    take ``cond`` = A⁺y [num, ...], fixed through the chain (x̂_0(x_t, y), Saharia et al. 2022, Sec. 2)."""
+    net = network_fn(s, params, cond=cond)
     if label is not None:
         denoiser = make_denoiser(s.kind, net, label, guidance, s.num_classes, s.time_scale, s.sigma_data)
     else:
@@ -306,12 +372,15 @@ def sampling_denoiser(s: Setup, params: PyTree, label: jax.Array | None, guidanc
 
 def sample_chain(s: Setup, sampler: SamplerSpec, num: int, conditional: bool, static: Mapping[str, Any]
                  ) -> Callable:
-    """``run(params, key, steps, guidance, label, first_index, arrays) -> (x, info)``: prior draw and the
-    sampler's chain (to be jitted; ``static`` are its code-selecting options, ``arrays`` the numeric ones)."""
+    """``run(params, key, steps, guidance, label, first_index, arrays, y) -> (x, info)``: prior draw and the
+    sampler's chain (to be jitted; ``static`` are its code-selecting options, ``arrays`` the numeric ones).
+    SR3 models: ``y`` [num, *A's output shape] is the model-space measurement, the denoiser conditioned on
+    A⁺y through the whole chain (x ~ p(x | y)); ``None`` otherwise."""
 
-    def run(params, key, steps, guidance, label, first_index, arrays):
+    def run(params, key, steps, guidance, label, first_index, arrays, y=None):
         grid = make_grid(s.grid_name, s.process, steps, s.max_steps)
-        denoiser = sampling_denoiser(s, params, label if conditional else None, guidance, num)
+        cond = None if y is None else s.cond_op.pinv(y)
+        denoiser = sampling_denoiser(s, params, label if conditional else None, guidance, num, cond)
         k_prior, k_chain = jax.random.split(key)
         x_T = prior_sample(k_prior, grid, (num,) + tuple(s.spec.shape), first_index)
         x, info = sampler(denoiser, k_chain, x_T, grid, first_index, **static, **arrays)
@@ -352,6 +421,12 @@ def sample(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, f
     [num]) needs a class-conditional model. Sample i uses the keys of index ``first_index + i``.
     ``compiled``: the family's cache of jitted chains."""
     given = {k: v for k, v in options.items() if v is not None}
+    return _draw(s, compiled, params, key, int(num), first_index, given, None)
+
+
+def _draw(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, first_index: int,
+          given: dict[str, Any], y: np.ndarray | None) -> tuple[jax.Array, dict[str, Any]]:
+    """:func:`sample`'s body; ``y``: SR3's model-space measurements [num, ...] (None: unconditional)."""
     label = _host_label(s, given.pop("label", None), int(num))
     require(int(num) >= 1, f"num must be >= 1, got {num}")
     sampler = configured_sampler(s.m, str(given.pop("sampler", s.m.sampler)))
@@ -365,13 +440,29 @@ def sample(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, f
     kinds = {o.name: o.kind for o in sampler.options}
     static = {k: v for k, v in opts.items() if kinds[k] == "str"}
     arrays = {k: (np.float32(v) if kinds[k] == "float" else np.int32(v)) for k, v in opts.items() if k not in static}
-    cache_key = (sampler.name, int(num), label is not None, tuple(sorted(static.items())))
+    cache_key = (sampler.name, int(num), label is not None, tuple(sorted(static.items())), y is not None)
     if cache_key not in compiled:
         compiled[cache_key] = jax.jit(sample_chain(s, sampler, int(num), label is not None, static))
     label = np.zeros((num,), np.int32) if label is None else label
     x, info = compiled[cache_key](params, key, np.int32(steps), np.float32(guidance), label, np.int32(first_index),
-                                  arrays)
+                                  arrays, y)
     return x, {"nfe": int(info["nfe"])}
+
+
+def sr3_sample(s: Setup, compiled: dict, eval_batches: Callable | None, params: PyTree, key: jax.Array, num: int,
+               first_index: int = 0, **options: Any) -> tuple[jax.Array, dict[str, Any]]:
+    """``sample`` of an SR3 model: super-resolutions x ~ p(x | y) of the measurements y = A x of the first
+    ``num`` eval images (cycled), with the sampling options of :func:`sample`; a low-res input of one's own
+    goes through :func:`restore` with method ``sr3``."""
+    require(eval_batches is not None, "an SR3 model (model.condition 'superres') samples given low-res images; "
+            "use gm-jax restore --task superres --method sr3 --input IMG")
+    n = int(num)
+    require(n >= 1, f"num must be >= 1, got {num}")
+    x = np.asarray(next(iter(eval_batches(n)))["x"], np.float32)  # the first eval batch, cycled to num
+    x = x[np.arange(n) % x.shape[0]]
+    y = measurement_to_model(s, s.cond_op, s.cond_op.A(jnp.asarray(x)))
+    given = {k: v for k, v in options.items() if v is not None}
+    return _draw(s, compiled, params, key, n, first_index, given, np.asarray(y))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -400,7 +491,8 @@ def _method_options() -> tuple[Option, ...]:
     return tuple(out)
 
 
-METHOD = Option("method", "str", "posterior sampler of the inverse problem", "ddrm", choices=tuple(INVERSE_SAMPLERS))
+METHOD = Option("method", "str", "posterior sampler of the inverse problem (sr3: SR3 models' own conditional "
+                "network)", "ddrm", choices=tuple(INVERSE_SAMPLERS) + tuple(CONDITIONED_METHODS))
 SIGMA_Y = Option("sigma_y", "float", "measurement noise std σ_y of y = A x + σ_y ε in the data's units "
                  "(repaint and ddnm assume 0)", 0.0, low=0.0)
 RESTORE_OPTIONS: tuple[Option, ...] = (METHOD, STEPS, SIGMA_Y, GUIDANCE, LABEL) + _method_options()
@@ -415,9 +507,14 @@ def _conditioning_options(s: Setup) -> list[Option]:
 
 def restore_options(s: Setup) -> tuple[Option, ...]:
     """The exact restoration options of this config: steps <= the grid length, label and guidance only when
-    class-conditional."""
+    class-conditional; SR3 models take method sr3 only and no method options (their sampler is
+    ``model.sampler``)."""
     steps = STEPS.narrowed(default=int(s.m.sample_steps), high=s.max_steps)
-    return (METHOD, steps, SIGMA_Y, *_conditioning_options(s)) + _method_options()
+    if s.cond_op is not None:
+        method = METHOD.narrowed(default=next(iter(CONDITIONED_METHODS)), choices=tuple(CONDITIONED_METHODS))
+        return (method, steps, SIGMA_Y, *_conditioning_options(s))
+    method = METHOD.narrowed(choices=tuple(INVERSE_SAMPLERS))
+    return (method, steps, SIGMA_Y, *_conditioning_options(s)) + _method_options()
 
 
 def edit_options(s: Setup) -> tuple[Option, ...]:
@@ -504,13 +601,17 @@ def restore(s: Setup, compiled: dict, params: PyTree, key: jax.Array, y: Any, op
     ``method``: a name of :data:`INVERSE_SAMPLERS` (default ``ddrm``); ``options``: the declared restoration
     options (``None``: not given): steps, sigma_y, the method's own, and label/guidance for class-conditional
     models (label-conditional denoiser; unconditional otherwise). Draw j of measurement i uses the keys of
-    index ``first_index + j B + i``. Numbers are arrays (no recompilation); ``compiled``: the jit cache."""
-    method = METHOD.check(METHOD.default if method is None else method)
+    index ``first_index + j B + i``. Numbers are arrays (no recompilation); ``compiled``: the jit cache.
+    SR3 models (``model.condition = 'superres'``) restore with method ``sr3`` only (:func:`_restore_sr3`)."""
+    default = next(iter(CONDITIONED_METHODS)) if s.cond_op is not None else METHOD.default
+    method = METHOD.check(default if method is None else method)
     y = _check_measurement(s, op, y)
     n, b = int(num), y.shape[0]
     require(n >= 1, f"num must be >= 1, got {num}")
     given = {k: v for k, v in options.items() if v is not None}
     label = _draw_labels(s, given.pop("label", None), n, b)
+    if _check_sr3(s, method, op):
+        return _restore_sr3(s, compiled, params, key, y, op, n, first_index, label, given)
     check_steps_bound(s, given)
     declared = {o.name: o for o in restore_options(s)}
     given = check_options(given, tuple(declared.values()), "restoration with family 'diffusion'")
@@ -524,6 +625,43 @@ def restore(s: Setup, compiled: dict, params: PyTree, key: jax.Array, y: Any, op
     x, info = compiled[cache_key](params, key, np.int32(steps), np.float32(guidance), label, np.int32(first_index),
                                   op, _tile(y, n), arrays)
     return x.reshape((n, b) + tuple(s.spec.shape)), {"nfe": int(info["nfe"])}
+
+
+def _check_sr3(s: Setup, method: str, op: LinearOperator) -> bool:
+    """Whether this is an SR3 restoration; one line for an SR3 method on an unconditional model, a zero-shot
+    method on an SR3 model, or an operator other than the model's own pooling A (checked on a probe image)."""
+    if s.cond_op is None:
+        require(method not in CONDITIONED_METHODS, f"method {method!r} needs a model trained with "
+                "model.condition 'superres' (SR3), this one is unconditional; use ddrm, ddnm, dps, pigdm or "
+                "repaint, or train with --config.model.condition=superres")
+        return False
+    scale = int(s.m.sr_scale)
+    require(method in CONDITIONED_METHODS, f"method {method!r} needs an unconditional model, this one is SR3 "
+            f"(model.condition 'superres', x{scale}); use --method sr3")
+    probe = jnp.asarray(np.random.RandomState(0).rand(1, *s.spec.shape), jnp.float32)
+    same = tuple(op.y_shape) == tuple(s.cond_op.y_shape) and bool(
+        jnp.allclose(op.A(probe), s.cond_op.A(probe), atol=1e-5))
+    require(same, f"method 'sr3' of this model super-resolves x{scale} average pooling (model.sr_scale), not "
+            f"operator {op.name!r}; pass --task superres --scale {scale}")
+    return True
+
+
+def _restore_sr3(s: Setup, compiled: dict, params: PyTree, key: jax.Array, y: np.ndarray, op: LinearOperator,
+                 n: int, first_index: int, label: np.ndarray | None, given: dict[str, Any]
+                 ) -> tuple[jax.Array, dict[str, Any]]:
+    """SR3 (Saharia et al. 2022): ``n`` draws x ~ p(x | y) per measurement with the model's own conditional
+    network, the registered sampler ``model.sampler`` (its options from ``config.model``) run with A⁺y fixed
+    through the chain (:func:`sample_chain`); σ_y is that of the input's measurement (the network was trained
+    at ``model.sr_sigma_y``), no other method's options."""
+    check_steps_bound(s, given)
+    given = check_options(given, restore_options(s), "restoration with an SR3 model")
+    given.pop("sigma_y", None)
+    if label is not None:
+        given["label"] = label
+    b = y.shape[0]
+    y_m = np.asarray(measurement_to_model(s, op, jnp.asarray(y)))
+    x, info = _draw(s, compiled, params, key, n * b, first_index, given, _tile(y_m, n))
+    return x.reshape((n, b) + tuple(s.spec.shape)), info
 
 
 def edit_chain(s: Setup, sampler: SamplerSpec, total: int, conditional: bool, invert: bool,
@@ -594,9 +732,9 @@ def edit(s: Setup, compiled: dict, params: PyTree, key: jax.Array, x: Any, stren
 # ----------------------------------------------------------------------------------------------------------
 
 
-def x0_fn(s: Setup, params: PyTree, label: jax.Array | None) -> Callable:
-    """``(x_t, index, α, σ) -> x̂_0`` of the network (for the variational bound)."""
-    net = network_fn(s, params)
+def x0_fn(s: Setup, params: PyTree, label: jax.Array | None, cond: jax.Array | None = None) -> Callable:
+    """``(x_t, index, α, σ) -> x̂_0`` of the network (for the variational bound; SR3: given ``cond``)."""
+    net = network_fn(s, params, cond=cond)
     return lambda x_t, i, alpha, sigma: network_x0(s.kind, net, x_t, i.astype(jnp.float32), alpha, sigma, label,
                                                    s.time_scale, s.sigma_data)
 
@@ -604,15 +742,17 @@ def x0_fn(s: Setup, params: PyTree, label: jax.Array | None) -> Callable:
 def evaluate(s: Setup, params: PyTree, batch: Batch, key: jax.Array) -> Metrics:
     """``loss`` (the training objective, no dropout); for the discrete process also the variational
     bound (Ho et al. 2020, eq. 5) as ``nll`` (nats/example) and ``bits_per_dim`` — discretized decoder
-    on quantized data (``spec.levels``), continuous Gaussian decoder otherwise."""
+    on quantized data (``spec.levels``), continuous Gaussian decoder otherwise. SR3 models: both given the
+    batch's own A⁺y (the bound is then on −log p(x | y))."""
     x0 = to_model(s, batch["x"])
     label = jnp.asarray(batch["label"], jnp.int32) if s.num_classes else None
     k_loss, k_vlb = jax.random.split(key)
-    out = {"loss": jnp.mean(denoising_loss(s, params, x0, label, k_loss, False))}
+    cond = None if s.cond_op is None else sr_condition(s, x0, jax.random.fold_in(key, 3))
+    out = {"loss": jnp.mean(denoising_loss(s, params, x0, label, k_loss, False, cond))}
     if s.discrete:
         levels = int(s.spec.levels) if s.scale_data else 0
         num_t = int(s.m.eval_num_t) or None
-        nats = losses.vlb(s.process, k_vlb, x0, x0_fn(s, params, label), num_t, levels=levels)
+        nats = losses.vlb(s.process, k_vlb, x0, x0_fn(s, params, label, cond), num_t, levels=levels)
         if not (s.scale_data and levels):  # continuous density of the data in its own units (images: from [−1, 1])
             nats = nats + (s.num_dims * jnp.log((s.hi - s.lo) / 2.0) if s.scale_data else 0.0)
         out.update(nll=jnp.mean(nats), bits_per_dim=jnp.mean(losses.bits_per_dim(nats, s.num_dims)))
@@ -622,13 +762,16 @@ def evaluate(s: Setup, params: PyTree, batch: Batch, key: jax.Array) -> Metrics:
 def make_family(config: ml_collections.ConfigDict, spec: DataSpec, inputs: FamilyInputs = FamilyInputs()
                 ) -> Family:
     """Diffusion family from ``config.model`` (see :func:`model_defaults`) and ``config.optim``: the module's
-    pure functions bound to one :class:`Setup`. ``inputs`` is unused (the family needs no upstream run)."""
-    del inputs
+    pure functions bound to one :class:`Setup`. ``inputs.eval_batches`` gives an SR3 model's ``sample`` its
+    low-res images (:func:`sr3_sample`); SR3 models restore with ``sr3`` and do not edit."""
     s = build_setup(config, spec)
     images = {}
     if s.scale_data:  # inverse problems and editing need images
-        images = dict(restore=functools.partial(restore, s, {}), restore_options=restore_options(s),
-                      edit=functools.partial(edit, s, {}), edit_options=edit_options(s))
+        images = dict(restore=functools.partial(restore, s, {}), restore_options=restore_options(s))
+        if s.cond_op is None:
+            images.update(edit=functools.partial(edit, s, {}), edit_options=edit_options(s))
+    draw = (functools.partial(sample, s, {}) if s.cond_op is None
+            else functools.partial(sr3_sample, s, {}, inputs.eval_batches))
     return Family(name="diffusion", init=functools.partial(init, s), train_step=functools.partial(train_step, s),
-                  sample=functools.partial(sample, s, {}), evaluate=jax.jit(functools.partial(evaluate, s)),
+                  sample=draw, evaluate=jax.jit(functools.partial(evaluate, s)),
                   sample_options=sample_options(s), conditioning=("label",) if s.num_classes else (), **images)

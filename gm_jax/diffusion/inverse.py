@@ -391,6 +391,12 @@ INVERSE_SAMPLERS: dict[str, InverseSamplerSpec] = {
 }
 """name -> :class:`InverseSamplerSpec`; ``spec[0]`` is the runner and ``spec[1]`` the expected NFE."""
 
+CONDITIONED_METHODS: dict[str, str] = {
+    "sr3": "SR3 (Saharia et al. 2022): a model trained on pairs (x, A x) with A⁺y as extra input channels, "
+           "sampled with the condition fixed; models with model.condition 'superres' only, no options",
+}
+"""Restoration methods that are not zero-shot: the model's own conditional network, name -> help."""
+
 
 def restore(method: str, denoiser: Denoiser, key: jax.Array, x_T: jax.Array, grid: Grid, op: LinearOperator,
             y: jax.Array, first_index: jax.Array | int = 0, **options: Any) -> tuple[jax.Array, Info]:
@@ -403,6 +409,6 @@ def restore(method: str, denoiser: Denoiser, key: jax.Array, x_T: jax.Array, gri
     return spec.fn(denoiser, key, x_T, grid, op, y, first_index, **{**spec.defaults(), **options})
 
 
-__all__ = ["INVERSE_SAMPLERS", "InverseSamplerSpec", "SIGMA_Y", "Spectrum", "ddnm", "ddnm_chain", "ddrm",
-           "ddrm_chain", "ddrm_init", "ddrm_update", "dps", "dps_chain", "null_space_projection", "pigdm",
-           "pigdm_chain", "pigdm_weights", "pigdm_x0", "repaint", "repaint_chain", "restore", "spectrum"]
+__all__ = ["CONDITIONED_METHODS", "INVERSE_SAMPLERS", "InverseSamplerSpec", "SIGMA_Y", "Spectrum", "ddnm",
+           "ddnm_chain", "ddrm", "ddrm_chain", "ddrm_init", "ddrm_update", "dps", "dps_chain", "null_space_projection",
+           "pigdm", "pigdm_chain", "pigdm_weights", "pigdm_x0", "repaint", "repaint_chain", "restore", "spectrum"]

@@ -28,7 +28,7 @@ from gm_jax.core.errors import ConfigError, require
 from gm_jax.core.family import DataSpec, Family
 from gm_jax.core.rng import purpose_key, seed_key
 from gm_jax.diffusion import operators
-from gm_jax.diffusion.inverse import INVERSE_SAMPLERS
+from gm_jax.diffusion.inverse import CONDITIONED_METHODS, INVERSE_SAMPLERS
 from gm_jax.diffusion.operators import LinearOperator
 from gm_jax.train.images import save_image_grid
 from gm_jax.train.workdir import check_finite_array
@@ -267,11 +267,13 @@ def build_operator(settings: TaskSettings, shape: Sequence[int]) -> LinearOperat
 
 def check_method_options(given: Mapping[str, Any], default_method: str) -> str:
     """The method (given or ``default_method``); one line for an option of another inverse method (σ_y, a
-    property of the measurement, goes with every method)."""
+    property of the measurement, goes with every method; a conditioned method such as sr3 takes none)."""
     method = str(given.get("method") or default_method)
-    require(method in INVERSE_SAMPLERS, f"--method must be one of: {', '.join(INVERSE_SAMPLERS)}, got {method!r}")
+    names = (*INVERSE_SAMPLERS, *CONDITIONED_METHODS)
+    require(method in names, f"--method must be one of: {', '.join(names)}, got {method!r}")
     method_names = {o.name for spec in INVERSE_SAMPLERS.values() for o in spec.options} - {"sigma_y"}
-    INVERSE_SAMPLERS[method].reject_unknown(method, [k for k in given if k in method_names])
+    takes = INVERSE_SAMPLERS[method].options if method in INVERSE_SAMPLERS else ()
+    INVERSE_SAMPLERS["ddrm"]._replace(options=takes).reject_unknown(method, [k for k in given if k in method_names])
     return method
 
 
