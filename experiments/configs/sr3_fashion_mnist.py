@@ -17,30 +17,17 @@ Compare with the zero-shot methods on an unconditional run (e.g. experiments/con
 on this run super-resolves the measurements of eval images.
 """
 
-from gm_jax.diffusion.family import model_defaults
-from gm_jax.train.config import base_config
+import os
+
+from gm_jax.train.config import load_config_file
 
 
 def get_config():
-    config = base_config()
-    config.data.name = "fashion_mnist"
-    config.data.batch_size = 128
-    config.model = model_defaults()
+    """The Fashion-MNIST DDPM's config (same schedule, U-Net, optimizer and loop), made conditional on the
+    ×4 measurement and unconditional on the label."""
+    config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddpm_fashion_mnist.py"))
     config.model.condition = "superres"
     config.model.sr_scale = 4
     config.model.sr_sigma_y = 0.0
-    config.model.unet = "small"
     config.model.class_conditional = False
-    config.model.sampler = "ddim"
-    config.model.sample_steps = 50
-    config.optim.learning_rate = 2e-4
-    config.optim.warmup_steps = 500
-    config.optim.grad_clip = 1.0
-    config.optim.ema_decay = 0.999
-    config.train.num_steps = 20000
-    config.train.log_every = 100
-    config.train.checkpoint_every = 1000
-    config.train.sample_every = 2000
-    config.train.eval_batches = 1
-    config.model.eval_num_t = 16
     return config
