@@ -12,6 +12,8 @@ defaults: 300 s and 100 s). A failure is one line that says what to set.
 from __future__ import annotations
 
 import os
+import socket
+import time
 from typing import Any
 
 from gm_jax.core.errors import ConfigError
@@ -53,13 +55,36 @@ def join_distributed(train: Any) -> bool:
     check_launch(train)
     address = train.get("coordinator_address", "") or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
     n, pid = train.get("num_processes", 0), train.get("process_id", -1)
+    timeout = int(train.get("distributed_timeout", 300))
+    if address and pid > 0:
+        _wait_for_coordinator(address, timeout)
     try:
         jax.distributed.initialize(coordinator_address=address, num_processes=n or None,
                                    process_id=pid if pid >= 0 else None,
-                                   initialization_timeout=int(train.get("distributed_timeout", 300)),
+                                   initialization_timeout=timeout,
                                    heartbeat_timeout_seconds=int(train.get("distributed_heartbeat", 100)))
     except Exception as e:  # ValueError (missing fields), RuntimeError (too late), the runtime's own timeouts
         reason = " ".join(str(e).split())[:200] or type(e).__name__
         raise ConfigError(f"config.train.distributed=true but JAX's distributed runtime could not be joined "
                           f"({reason}); {_HOW}") from None
     return True
+
+
+def _wait_for_coordinator(address: str, timeout: int) -> None:
+    """Wait up to ``timeout`` s until ``address`` (HOST:PORT) accepts a TCP connection. JAX's client aborts
+    the whole process (SIGABRT, a C++ stack trace) when it cannot register with the coordinator, so a
+    process other than 0 checks first and fails with one line."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"config.train.coordinator_address must be HOST:PORT, got {address!r}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, timeout)):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"config.train.distributed=true but the coordinator {address} did not answer "
+                                  f"within {timeout} s ({e.strerror or type(e).__name__}); start process 0 "
+                                  "there first, or fix --config.train.coordinator_address") from None
+            time.sleep(0.2)
