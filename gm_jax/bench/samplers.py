@@ -612,7 +612,9 @@ def sampler_step_cost(sampler: str, batch: int = 64, shape: tuple[int, ...] = (2
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b is not None and b > 0 else None
+    """a ÷ b of two costs; None when either is missing or not positive (a difference of two timings can come
+    out <= 0 under load, and is then no cost to divide)."""
+    return a / b if a is not None and b is not None and a > 0 and b > 0 else None
 
 
 def per_step_costs(samplers: Sequence[str] | None = None, batch: int = 64, shape: tuple[int, ...] = (28, 28, 1),

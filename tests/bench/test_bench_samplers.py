@@ -122,6 +122,12 @@ def test_bad_input_is_one_line(capsys):
     assert "--steps" in capsys.readouterr().err
 
 
+def _quotient(a, b):
+    """What a reported ratio must be: a ÷ b, or None where either timing is missing or not positive (a
+    difference of two timings can come out <= 0 under load)."""
+    return pytest.approx(a / b) if a is not None and b is not None and a > 0 and b > 0 else None
+
+
 def test_per_step_covers_every_registered_sampler(bench):
     """The CLI's per-step section covers every registered sampler (read when the bench runs, so new
     registrations are picked up), whatever --samplers selects: each a finite difference of two step counts;
@@ -147,11 +153,10 @@ def test_per_step_covers_every_registered_sampler(bench):
         if name == "edm_stochastic":  # a draw on the steps with S_tmin <= σ/α <= S_tmax only
             assert 0 < r["noise_draws_per_step"] < 1, r
         assert r["stochastic"] == (r["noise_draws_per_step"] > 0) and r["noise_draws_known"]
-        assert r["step_over_euler"] == pytest.approx(r["step_s"] / recs["euler"]["step_s"])
+        assert r["step_over_euler"] == _quotient(r["step_s"], recs["euler"]["step_s"])
         assert np.isfinite(r["noise_step_s"]) and r["noise_step_s"] > 0, r  # timed in this sampler's rounds
-        expect = r["step_s"] / (r["noise_draws_per_step"] * r["noise_step_s"]) if r["stochastic"] else None
-        if r["step_over_noise"] is not None:  # None where the timed difference came out <= 0 (noise)
-            assert r["step_over_noise"] == pytest.approx(expect)
+        noise_cost = r["noise_draws_per_step"] * r["noise_step_s"] if r["stochastic"] else None
+        assert r["step_over_noise"] == _quotient(r["step_s"], noise_cost)
         assert "python_step_s" not in r and r["python_over_fused"] is None  # off in this run
     targets = [t for t in payload["targets"] if t["target"].startswith("per-step cost beyond the network")]
     assert set(targets[0]["measured"]) == {n for n, r in recs.items() if not r["stochastic"]}
