@@ -12,7 +12,9 @@ function of the batch size, so no family imports the data layer) and the loaded 
 no family reads files.
 
 Batches are dicts of arrays: ``{"x": float32 [B, ...], "label": int32 [B]}`` (``label`` present when the
-dataset has classes). Images are ``[B, H, W, C]`` in the range given by ``DataSpec.value_range``.
+dataset has classes). Images are ``[B, H, W, C]`` in the range given by ``DataSpec.value_range``. Captioned
+data (``DataSpec.text`` set) adds ``"tokens"`` int32 [B, L] and ``"token_mask"`` bool [B, L] (True on a real
+token), L = ``DataSpec.text.max_length``: each image's caption encoded with ``DataSpec.text.vocabulary``.
 """
 
 from __future__ import annotations
@@ -26,16 +28,35 @@ import jax
 from gm_jax.core.errors import ConfigError
 from gm_jax.core.options import Option, check_options
 from gm_jax.core.state import PyTree, TrainState
+from gm_jax.core.tokenizer import Vocabulary, encode
 
 Batch = Mapping[str, jax.Array]
 Metrics = Mapping[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
+class TextSpec:
+    """The captions of a captioned dataset, as a family needs them: the vocabulary its token ids index, the
+    padded length L of every token row, whether rows are wrapped in ``<bos>``/``<eos>``, and one prompt per
+    class (e.g. "a photo of a sneaker") for zero-shot classification."""
+
+    vocabulary: Vocabulary
+    max_length: int
+    bos_eos: bool = False
+    class_prompts: tuple[str, ...] = ()
+
+    def encode(self, prompts: str | tuple[str, ...] | list[str], unknown: str = "error"):
+        """``(tokens int32 [N, L], mask bool [N, L])`` of ``prompts`` with this vocabulary and length; an unknown
+        word or a prompt longer than L is a one-line ConfigError (:func:`gm_jax.core.tokenizer.encode`)."""
+        return encode(self.vocabulary, prompts, self.max_length, unknown=unknown, bos_eos=self.bos_eos)
+
+
+@dataclasses.dataclass(frozen=True)
 class DataSpec:
     """What a family needs to know about its data: the shape of one example (no batch axis), the number of
     classes (0 when unlabelled), the value range of ``x`` (``(-1, 1)``, ``(0, 1)``), whether ``x`` is
-    binary, and the number of discrete levels of the raw data (256 for 8-bit images, 0 for continuous)."""
+    binary, the number of discrete levels of the raw data (256 for 8-bit images, 0 for continuous), and the
+    captions' :class:`TextSpec` when batches carry tokens (``None``: no text)."""
 
     shape: tuple[int, ...]
     num_classes: int = 0
@@ -43,6 +64,7 @@ class DataSpec:
     binary: bool = False
     levels: int = 0
     name: str = ""
+    text: TextSpec | None = None
 
     @property
     def is_image(self) -> bool:
