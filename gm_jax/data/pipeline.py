@@ -21,10 +21,28 @@ Values (the transforms, applied per batch on the host):
 Random numbers are drawn for the whole global batch and then sliced, so the processes' slices concatenate
 to exactly the one-process batch. Toy 2-D data is sampled afresh each step:
 ``sampler(fold_in(key(seed), step), B)``.
+
+Captions (``data.captions=True``; the datasets of :data:`CAPTION_DATASETS`), from :mod:`gm_jax.data.captions`:
+
+- at construction, per-class tercile cuts of brightness and size are fitted on the raw uint8 training pixels
+  (the first ``num_examples``; :func:`~gm_jax.data.captions.fit_attribute_thresholds`, exposed as
+  ``Pipeline.caption_thresholds``) and every training example's attribute words are measured once. The
+  pixels are measured *before* any binarization, so a binarized run is captioned as its 8-bit source
+  would be (a Bernoulli sample's "brightness" would only be noise); ``caption_attributes=False`` gives
+  names only and fits nothing (``caption_thresholds`` is then None);
+- the vocabulary is built from ``caption_corpus(name)`` (every phrasing, held-out ones included) and the
+  token length ``L`` is ``caption_max_length``, or with 0 the longest corpus caption (+2 with
+  ``caption_bos_eos``): ``DataSpec.text`` is the :class:`~gm_jax.core.family.TextSpec`, whose class
+  prompts are "a photo of a {name}" with each class's canonical name ("an ankle boot");
+- the batch of step ``s`` adds ``"tokens"`` int32 [b, L] and ``"token_mask"`` bool [b, L]: the captions of
+  the *global* batch drawn by ``make_captions(..., split='train')`` with ``Generator(PCG64([seed, s, 3]))``,
+  then this process's rows; eval batch ``i`` draws with ``PCG64([seed, 2**62, i, 3])``, its attributes
+  measured with the training cuts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,16 +51,30 @@ import ml_collections
 import numpy as np
 
 from gm_jax.core.errors import ConfigError, DataError, check_choice, require
-from gm_jax.core.family import DataSpec
+from gm_jax.core.family import DataSpec, TextSpec
+from gm_jax.core.tokenizer import build_vocabulary, split_words
+from gm_jax.data import captions
 from gm_jax.data.loading import DATASET_NAMES, load_arrays
 from gm_jax.data.toy2d import TOY_SAMPLERS, TOY_VALUE_RANGES
 
 SCALES = ("minus_one_one", "zero_one")
 BINARIZATIONS = ("none", "static", "dynamic")
 STATIC_BINARIZATION_SEED = 1234
-_DYNAMIC_STREAM, _DEQUANTIZE_STREAM = 1, 2
+_DYNAMIC_STREAM, _DEQUANTIZE_STREAM, _CAPTION_STREAM = 1, 2, 3
 _EVAL_STEP = 2**62  # eval noise uses PCG64([seed, _EVAL_STEP, batch_index]): a step no run reaches
 SPLIT_INDEX = {"train": 0, "test": 1}  # seeds the static binarization of each split
+CLASS_PROMPT_TEMPLATE = "a photo of a {attrs} {name}"  # DataSpec.text.class_prompts, rendered without attributes
+
+
+def _has_captions(name: str) -> bool:
+    try:
+        captions.class_names(name)
+    except ConfigError:
+        return False
+    return True
+
+
+CAPTION_DATASETS = tuple(n for n in DATASET_NAMES if _has_captions(n))
 
 
 def data_defaults() -> ml_collections.ConfigDict:
@@ -51,6 +83,8 @@ def data_defaults() -> ml_collections.ConfigDict:
         "name": "fashion_mnist_small", "split": "train", "eval_split": "test", "data_dir": "",
         "source_dir": "", "batch_size": 64, "scale": "minus_one_one", "binarize": "none",
         "dequantize": False, "num_examples": 0,
+        # captions (text-to-image): tokens of a caption per image; see the module docstring
+        "captions": False, "caption_attributes": True, "caption_max_length": 0, "caption_bos_eos": False,
     })
 
 
@@ -103,6 +137,7 @@ class Pipeline:
         self.eval_split = str(cfg.get("eval_split", "test"))
         self._load_kwargs = {"data_dir": cfg.get("data_dir") or None, "source_dir": cfg.get("source_dir") or None}
         self._perm_cache: tuple[int, np.ndarray] | None = None
+        self._caption_options(cfg)
 
         if self.name in TOY_SAMPLERS:
             require(self.binarize == "none" and not self.dequantize,
@@ -124,6 +159,71 @@ class Pipeline:
         self.spec = DataSpec(shape=tuple(self._x.shape[1:]), num_classes=data.num_classes,
                              value_range=value_range, binary=binary, levels=2 if binary else data.levels,
                              name=self.name)
+        if self.captioned:
+            self._setup_captions(data.x[:self.limit or data.x.shape[0]], self._label, data.num_classes)
+
+    def _caption_options(self, cfg: Any) -> None:
+        """Read and check the caption fields of ``config.data``."""
+        self.captioned = bool(cfg.get("captions", False))
+        self.caption_attributes = bool(cfg.get("caption_attributes", True))
+        self.caption_bos_eos = bool(cfg.get("caption_bos_eos", False))
+        length = cfg.get("caption_max_length", 0)
+        require(isinstance(length, (int, np.integer)) and not isinstance(length, bool) and length >= 0,
+                f"data.caption_max_length must be an integer >= 0 (0: the longest caption), got {length!r}")
+        self.caption_thresholds: dict[str, Any] | None = None
+        self._attributes: dict[str, np.ndarray] | None = None
+        self._eval_attributes: tuple[str, dict[str, np.ndarray] | None] | None = None
+        if not self.captioned:
+            return
+        require(self.name in CAPTION_DATASETS, f"data.captions=True needs a dataset with class names to caption "
+                                               f"({', '.join(CAPTION_DATASETS)}), got {self.name!r}; set "
+                                               f"data.captions=False or choose one of those")
+        self._corpus = captions.caption_corpus(self.name)  # checked before any data is loaded
+        needed = max(len(split_words(c)) for c in self._corpus) + (2 if self.caption_bos_eos else 0)
+        self._caption_max_length = int(length) or needed
+        with_marks = " with <bos>/<eos>" if self.caption_bos_eos else ""
+        require(self._caption_max_length >= needed,
+                f"data.caption_max_length={length} is too short for the captions of {self.name}: the longest has "
+                f"{needed} tokens{with_marks}; set data.caption_max_length={needed} or 0 (automatic)")
+
+    def _setup_captions(self, raw: np.ndarray, label: np.ndarray | None, num_classes: int) -> None:
+        """Fit the attribute cuts on the raw training pixels, measure every training example once, and set
+        ``spec.text`` (vocabulary of the caption corpus, length L, class prompts)."""
+        require(label is not None, f"data.captions=True needs labels, and {self.name} has none")
+        if self.caption_attributes:
+            try:
+                self.caption_thresholds = captions.fit_attribute_thresholds(raw, label, num_classes)
+            except ConfigError as err:
+                raise ConfigError(f"data.captions on {self.name}: {err}; raise data.num_examples (or set "
+                                  f"data.caption_attributes=False)") from None
+            measured = captions.measure_attributes(raw, label, self.caption_thresholds)
+            self._attributes = {k: measured[k] for k in ("brightness", "size")}
+        prompts = tuple(captions.render_caption(CLASS_PROMPT_TEMPLATE, names[0])
+                        for names in captions.class_names(self.name))
+        text = TextSpec(vocabulary=build_vocabulary(self._corpus), max_length=self._caption_max_length,
+                        bos_eos=self.caption_bos_eos, class_prompts=prompts)
+        self.spec = dataclasses.replace(self.spec, text=text)
+
+    def _draw_captions(self, label: np.ndarray, attributes: dict[str, np.ndarray] | None, index: np.ndarray,
+                       stream: list[int]) -> list[str]:
+        """Training-template captions of the examples ``index`` (labels ``label[index]``), drawn by
+        ``Generator(PCG64(stream))``; attribute words from ``attributes`` (None: names only)."""
+        chosen = None if attributes is None else {k: v[index] for k, v in attributes.items()}
+        rng = np.random.Generator(np.random.PCG64(stream))
+        return captions.make_captions(label[index], chosen, self.name, rng=rng, split="train")
+
+    def captions_of(self, step: int) -> list[str]:
+        """The caption strings of the *global* batch of ``step`` (all processes' rows, in order); the batch's
+        ``"tokens"`` encode this process's slice of them."""
+        require(self.spec.text is not None, "captions_of needs data.captions=True")
+        require(int(step) >= 0, f"step must be >= 0, got {step}")
+        return self._draw_captions(self._label, self._attributes, self.global_indices(int(step)),
+                                   [self.seed, int(step), _CAPTION_STREAM])
+
+    def _add_tokens(self, out: dict[str, np.ndarray], texts: list[str]) -> dict[str, np.ndarray]:
+        """``out`` with ``"tokens"`` int32 [n, L] and ``"token_mask"`` bool [n, L] of ``texts``."""
+        out["tokens"], out["token_mask"] = self.spec.text.encode(texts)
+        return out
 
     def _prepared_pixels(self, data, split_index: int, static: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """First ``num_examples`` examples; statically binarized (fixed seed, whole split) when ``static``."""
@@ -147,7 +247,8 @@ class Pipeline:
         return self._permutation(epoch)[position * self.batch_size:(position + 1) * self.batch_size]
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        """This process's slice of the global batch of ``step``: ``{"x": float32, "label": int32}``."""
+        """This process's slice of the global batch of ``step``: ``{"x": float32, "label": int32}``, plus
+        ``"tokens"`` int32 [b, L] and ``"token_mask"`` bool [b, L] with ``data.captions``."""
         require(int(step) >= 0, f"step must be >= 0, got {step}")
         step = int(step)
         mine = slice(self.process_index * self.local_batch_size, (self.process_index + 1) * self.local_batch_size)
@@ -162,7 +263,8 @@ class Pipeline:
             u = rng.integers(0, 255, size=global_shape, dtype=np.uint8)[mine]
             pixels = (u < self._x[index]).astype(np.uint8)
         label = None if self._label is None else self._label[index]
-        return self._finish(pixels, label, [self.seed, step, _DEQUANTIZE_STREAM], global_shape, mine)
+        out = self._finish(pixels, label, [self.seed, step, _DEQUANTIZE_STREAM], global_shape, mine)
+        return out if self.spec.text is None else self._add_tokens(out, self.captions_of(step)[mine])
 
     def _finish(self, pixels: np.ndarray, label: np.ndarray | None, stream: list[int],
                 noise_shape: tuple[int, ...], rows: slice) -> dict[str, np.ndarray]:
@@ -183,7 +285,9 @@ class Pipeline:
     def eval_batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """Batches of the eval split in stored order (whole split, not sliced by process; the first
         ``num_examples`` when set). The last, partial batch is kept (smaller, not padded). Binarized data
-        uses the fixed static sample; dequantization noise comes from ``PCG64([seed, 2**62, batch_index])``."""
+        uses the fixed static sample; dequantization noise comes from ``PCG64([seed, 2**62, batch_index])``;
+        captions (with ``data.captions``) from ``PCG64([seed, 2**62, batch_index, 3])``, training templates,
+        attributes measured with the training cuts."""
         require(batch_size > 0, f"eval batch_size must be > 0, got {batch_size}")
         data = load_arrays(self.name, self.eval_split, **self._load_kwargs)
         if self.name in TOY_SAMPLERS:
@@ -193,10 +297,25 @@ class Pipeline:
             return
         # dynamic runs evaluate on the static sample too, so evaluation is deterministic
         x, label = self._prepared_pixels(data, SPLIT_INDEX.get(self.eval_split, 1), self.binarize != "none")
+        attributes = self._eval_split_attributes(data.x[:x.shape[0]], label) if self.spec.text is not None else None
         for i, start in enumerate(range(0, x.shape[0], batch_size)):
             rows = slice(start, min(start + batch_size, x.shape[0]))
-            yield self._finish(x[rows], None if label is None else label[rows], [self.seed, _EVAL_STEP, i],
+            out = self._finish(x[rows], None if label is None else label[rows], [self.seed, _EVAL_STEP, i],
                                x[rows].shape, slice(None))
+            if self.spec.text is not None:
+                texts = self._draw_captions(label, attributes, np.arange(rows.start, rows.stop),
+                                            [self.seed, _EVAL_STEP, i, _CAPTION_STREAM])
+                out = self._add_tokens(out, texts)
+            yield out
+
+    def _eval_split_attributes(self, raw: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Attribute words of the eval split's raw pixels against the *training* cuts (measured once)."""
+        if self.caption_thresholds is None:
+            return None
+        if self._eval_attributes is None or self._eval_attributes[0] != self.eval_split:
+            measured = captions.measure_attributes(raw, label, self.caption_thresholds)
+            self._eval_attributes = (self.eval_split, {k: measured[k] for k in ("brightness", "size")})
+        return self._eval_attributes[1]
 
     def eval_images(self, num: int, chunk: int = 500) -> dict[str, np.ndarray]:
         """The first ``num`` examples of the eval split as one batch (fewer when the split is smaller), read

@@ -34,6 +34,7 @@ from gm_jax.train.workdir import (
     draw_samples,
     open_run,
     restore_or_init,
+    write_caption_files,
     write_config,
 )
 
@@ -219,6 +220,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, stop_after: int | Non
     writer = jax.process_index() == 0  # of several processes, only process 0 writes logs, samples and config
     if writer:
         write_config(workdir, config)
+        write_caption_files(workdir, run.pipeline)
     log = MetricsLog(workdir, resume_step=int(state.step), active=writer)
     progress = Progress(config.train.num_steps, int(state.step), config.train.progress and jax.process_index() == 0)
     try:

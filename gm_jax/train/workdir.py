@@ -6,6 +6,8 @@ Rules every command follows, so that a failed command leaves a work directory ex
 * everything that can be checked is checked before anything is written (configs are compared, the
   directory's writability is probed without creating files in it);
 * ``config.json`` is written only by ``gm-jax train``, once its request has been validated, atomically;
+  a run with captions (``data.captions``) also gets ``vocabulary.json`` and ``caption_thresholds.json``
+  (:func:`write_caption_files`), which :func:`open_run` checks against the pipeline when they exist;
 * checkpoints are verified against their manifests before use (:mod:`gm_jax.train.checkpoint`); a corrupt
   step is set aside and the newest good one used, with one line saying so.
 """
@@ -26,6 +28,8 @@ from gm_jax.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from gm_jax.core.family import Family, FamilyInputs, Upstream
 from gm_jax.core.rng import purpose_key, seed_key
 from gm_jax.core.state import TrainState
+from gm_jax.core.tokenizer import from_json, to_json
+from gm_jax.data import captions
 from gm_jax.data.pipeline import Pipeline, make_pipeline
 from gm_jax.train import sharding as shd
 from gm_jax.train.checkpoint import Checkpointer, abstract_like
@@ -34,6 +38,8 @@ from gm_jax.train.families import build_family, upstream_fields
 from gm_jax.train.launch import LAUNCH_FIELDS, join_distributed
 
 CONFIG_FILE = "config.json"
+VOCABULARY_FILE = "vocabulary.json"
+THRESHOLDS_FILE = "caption_thresholds.json"
 # Fields that may differ between a run and its resumption (everything else must match config.json);
 # the launch fields (train.distributed, its coordinator, process count and id, timeouts) say how the run is
 # launched, not what it computes: a checkpoint of a multi-process run
@@ -83,11 +89,16 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return config
 
 
+# fields added after runs were saved without them: absent from an old config.json means this value
+ADDED_FIELD_DEFAULTS = {"data.captions": False, "data.caption_attributes": True, "data.caption_max_length": 0,
+                        "data.caption_bos_eos": False}
+
+
 def _diff_configs(old: dict, new: dict, prefix: str = "") -> list[str]:
     out = []
     for k in sorted(set(old) | set(new)):
         name = f"{prefix}{k}"
-        a, b = old.get(k), new.get(k)
+        a, b = old.get(k, ADDED_FIELD_DEFAULTS.get(name)), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _diff_configs(a, b, name + ".")
         elif a != b and name not in RESUMABLE_CHANGES:
@@ -119,6 +130,77 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def _write_json(path: str, data: Any) -> None:
+    """``data`` as sorted, indented JSON at ``path``, atomically; left alone when it already says the same."""
+    text = json.dumps(data, indent=2, sort_keys=True)
+    if os.path.isfile(path):
+        with open(path) as f:
+            if f.read() == text:
+                return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_caption_files(workdir: str, pipeline: Pipeline) -> None:
+    """Beside config.json of a captioned run: ``vocabulary.json`` (:func:`gm_jax.core.tokenizer.to_json`)
+    and, when attributes are measured, ``caption_thresholds.json`` (:func:`captions.thresholds_to_json`).
+    Nothing for a run without captions. Call it where config.json is written (process 0 only)."""
+    if pipeline.spec.text is None:
+        return
+    _write_json(os.path.join(workdir, VOCABULARY_FILE), to_json(pipeline.spec.text.vocabulary))
+    if pipeline.caption_thresholds is not None:
+        _write_json(os.path.join(workdir, THRESHOLDS_FILE), captions.thresholds_to_json(pipeline.caption_thresholds))
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}); restore it or retrain in a new "
+                              "--workdir") from None
+
+
+def check_caption_files(workdir: str, pipeline: Pipeline) -> None:
+    """The saved vocabulary (and attribute cuts) of a captioned run must equal the pipeline's, so that token
+    ids mean the words the model was trained on. A missing file (an older run) is accepted; an unreadable
+    or differing one is a one-line CheckpointError."""
+    text = pipeline.spec.text
+    if text is None:
+        return
+    name = pipeline.name
+    path = os.path.join(workdir, VOCABULARY_FILE)
+    if os.path.isfile(path):
+        try:
+            saved = from_json(_read_text(path))
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        if saved != text.vocabulary:
+            new = sorted(set(text.vocabulary.words) - set(saved.words))
+            gone = sorted(set(saved.words) - set(text.vocabulary.words))
+            raise CheckpointError(f"{path} differs from the captions of data.name={name!r} ({len(saved)} saved words, "
+                                  f"{len(text.vocabulary)} now; new {new[:3]}, gone {gone[:3]}): the caption code "
+                                  "changed; retrain in a new --workdir, or use the gm_jax version the run was "
+                                  "trained with")
+    path = os.path.join(workdir, THRESHOLDS_FILE)
+    if os.path.isfile(path) and pipeline.caption_thresholds is not None:
+        try:
+            saved = captions.thresholds_from_json(json.loads(_read_text(path)))
+        except ValueError:
+            raise CheckpointError(f"{path} is not JSON; restore it or retrain in a new --workdir") from None
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        now = pipeline.caption_thresholds
+        same = all(saved[k].shape == now[k].shape and np.allclose(saved[k], now[k], rtol=1e-9, atol=1e-12)
+                   for k in ("brightness", "size")) and saved["foreground_threshold"] == now["foreground_threshold"]
+        if not same:
+            raise CheckpointError(f"{path} differs from the attribute cuts fitted on the training images of "
+                                  f"data.name={name!r}: the training data or the caption code changed; retrain in "
+                                  "a new --workdir, or use the data and gm_jax version the run was trained with")
 
 
 @dataclasses.dataclass
@@ -168,6 +250,7 @@ def open_run(config: ml_collections.ConfigDict, workdir: str) -> Run:
     validate_config(config)
     mesh = make_mesh_for(config)
     pipeline = make_pipeline(config.data, config.seed, jax.process_index(), jax.process_count())
+    check_caption_files(workdir, pipeline)
     inputs = FamilyInputs(eval_batches=pipeline.eval_batches, upstream=load_upstream(config))
     family = build_family(config, pipeline.spec, inputs)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
@@ -222,6 +305,7 @@ def draw_samples(family: Family, params: Any, seed: int, num: int, **options: An
     return x, {k: np.asarray(v).tolist() for k, v in info.items()}
 
 
-__all__ = ["CONFIG_FILE", "RESUMABLE_CHANGES", "Run", "check_finite_array", "check_same_run", "check_writable",
-           "draw_samples", "init_state", "load_upstream", "load_workdir", "make_mesh_for", "open_run",
-           "read_config", "restore_or_init", "write_config"]
+__all__ = ["CONFIG_FILE", "RESUMABLE_CHANGES", "THRESHOLDS_FILE", "VOCABULARY_FILE", "Run", "check_caption_files",
+           "check_finite_array", "check_same_run", "check_writable", "draw_samples", "init_state", "load_upstream",
+           "load_workdir", "make_mesh_for", "open_run", "read_config", "restore_or_init", "write_caption_files",
+           "write_config"]
