@@ -96,3 +96,14 @@ def test_open_run_checks_the_saved_vocabulary(tmp_path, data_dir, pipe):
                                                         "words": list(other.words)}))
     with pytest.raises(CheckpointError, match="differs from the captions"):
         open_run(cfg, str(tmp_path))
+
+
+def test_a_config_saved_before_the_caption_fields_still_resumes():
+    from gm_jax.train.workdir import ADDED_FIELD_DEFAULTS, _diff_configs
+
+    new = {"data": {"name": "fashion_mnist_small", "captions": False, "caption_attributes": True,
+                    "caption_max_length": 0, "caption_bos_eos": False}}
+    old = {"data": {"name": "fashion_mnist_small"}}
+    assert _diff_configs(old, new) == []
+    assert set(ADDED_FIELD_DEFAULTS) == {f"data.{k}" for k in new["data"] if k != "name"}
+    assert _diff_configs(old, {"data": {**new["data"], "captions": True}}) == ["data.captions"]
