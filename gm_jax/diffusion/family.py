@@ -286,13 +286,20 @@ def denoising_loss(s: Setup, params: PyTree, x0: jax.Array, label: jax.Array | N
     k_t, k_n, k_d = jax.random.split(key, 3)
     if s.cond_op is not None and cond is None:
         cond = sr_condition(s, x0, jax.random.fold_in(key, 3))
+    return objective(s, network_fn(s, params, train, k_d if train else None, cond), x0, label, k_t, k_n)
+
+
+def objective(s: Setup, net: Callable, x0: jax.Array, label: jax.Array | None, key_level: jax.Array,
+              key_noise: jax.Array) -> jax.Array:
+    """Per-example loss of the network ``net(x, t, label)`` at x_t = α x_0 + σ ε, the level drawn by
+    :func:`draw_level` from ``key_level`` and ε from ``key_noise``: the objectives of :func:`denoising_loss`
+    (which any network closure can share, e.g. one that also attends to text)."""
     b = x0.shape[0]
-    t, alpha, sigma = draw_level(s, k_t, b)
-    noise = jax.random.normal(k_n, x0.shape)
+    t, alpha, sigma = draw_level(s, key_level, b)
+    noise = jax.random.normal(key_noise, x0.shape)
     shape = (b,) + (1,) * (x0.ndim - 1)
     a, sg = alpha.reshape(shape), sigma.reshape(shape)
     x_t = a * x0 + sg * noise
-    net = network_fn(s, params, train, k_d if train else None, cond)
     if s.kind == "edm":
         d = network_x0("edm", net, x_t, t, a, sg, label, s.time_scale, s.sigma_data)
         return losses.edm_loss(d, x0, sigma / alpha, s.sigma_data)

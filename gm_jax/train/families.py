@@ -41,7 +41,11 @@ FAMILIES: dict[str, FamilyEntry] = {
     "pixelcnn": FamilyEntry("gm_jax.autoregressive.family"),
     "vqvae": FamilyEntry("gm_jax.vq.family", upstream=("model.prior_of",)),
     "diffusion": FamilyEntry("gm_jax.diffusion.family"),
+    "latent_diffusion": FamilyEntry("gm_jax.diffusion.latent_family",
+                                    upstream=("model.first_stage", "model.text_encoder_of")),
     "flow_matching": FamilyEntry("gm_jax.flow_matching.family"),
+    "kl_autoencoder": FamilyEntry("gm_jax.autoencoders.kl_family"),
+    "clip": FamilyEntry("gm_jax.clip.family"),
 }
 
 
