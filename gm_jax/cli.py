@@ -78,6 +78,12 @@ def _add_sample(sub: Any, with_options: bool) -> dict[str, list[Option]]:
     s.add_argument("--num", type=int, default=64, help="number of samples (>= 1)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/sample)")
+    s.add_argument("--prompt", action="append", default=None, help="text prompt of a text-conditioned model "
+                   "(repeat for several prompts: --num images each, one grid row per prompt)")
+    s.add_argument("--prompt_file", default=None, help="a UTF-8 text file of prompts, one per line (blank lines "
+                   "skipped), in addition to --prompt")
+    s.add_argument("--negative_prompt", default=None, help="text-conditioned models: the prompt guidance steers "
+                   "away from (default: the empty prompt)")
     return _family_option_flags(s, "sampling options") if with_options else {}
 
 
@@ -262,26 +268,58 @@ def _output_prefix(out: str, workdir: str, name: str = "sample") -> str:
 def cmd_sample(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     import numpy as np
 
-    from gm_jax.train.images import save_samples
+    from gm_jax.train.images import save_prompt_grid, save_samples
     from gm_jax.train.workdir import draw_samples, load_workdir, read_config
 
     _require_int("num", args.num, 1)
     given = _given_options(args, options)
+    prompts = _prompts(args)
     read_config(args.workdir)  # a missing or garbage config.json fails before any work
     prefix = _output_prefix(args.out, args.workdir)
     run, state = load_workdir(args.workdir)
     if not run.family.can_sample:
         raise ConfigError(f"family {run.family.name!r} cannot sample; it is evaluated with `gm-jax eval`")
     given = run.family.check_sample_options(given)
+    text = _text_conditioning(run.family, prompts, args.negative_prompt)
     t0 = time.perf_counter()
-    x, info = draw_samples(run.family, state.sampling_params(), args.seed, args.num, **given)
+    x, info = draw_samples(run.family, state.sampling_params(), args.seed, args.num, **given, **text)
     seconds = time.perf_counter() - t0
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    save_samples(x, prefix + ".png", run.pipeline.spec.value_range)
+    if prompts:
+        save_prompt_grid(x, prompts, prefix + ".png", run.pipeline.spec.value_range)
+        info = {**info, "prompts": prompts}
+    else:
+        save_samples(x, prefix + ".png", run.pipeline.spec.value_range)
     np.savez(prefix + ".npz", samples=x, **{k: np.asarray(v) for k, v in info.items()})
     print(json.dumps({"num": args.num, "seconds_incl_compile": round(seconds, 3), **info,
                       "png": prefix + ".png", "npz": prefix + ".npz"}))
     return 0
+
+
+def _prompts(args: argparse.Namespace) -> list[str]:
+    """The prompts of ``--prompt`` (in order) then of ``--prompt_file`` (one per non-blank line)."""
+    prompts = list(args.prompt or [])
+    if args.prompt_file is not None:
+        try:
+            with open(args.prompt_file, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--prompt_file {args.prompt_file!r} cannot be read as UTF-8 text "
+                              f"({type(e).__name__}); pass a text file with one prompt per line") from None
+        prompts += [line.strip() for line in lines if line.strip()]
+        if not any(line.strip() for line in lines):
+            raise ConfigError(f"--prompt_file {args.prompt_file!r} holds no prompt; write one prompt per line")
+    return prompts
+
+
+def _text_conditioning(family: Any, prompts: list[str], negative: str | None) -> dict[str, Any]:
+    """The prompt keyword arguments of ``family.sample``; one line when the model takes no text."""
+    if not prompts and negative is None:
+        return {}
+    if "text" not in family.conditioning:
+        raise ConfigError(f"family {family.name!r} is not text-conditioned; drop --prompt/--negative_prompt "
+                          f"(it takes: {', '.join(family.conditioning) or 'no condition'})")
+    return {"prompt": prompts or None, "negative_prompt": negative}
 
 
 def _task_settings(args: argparse.Namespace) -> Any:

@@ -366,11 +366,17 @@ def sample(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, f
            prompt: str | Sequence[str] | None = None, negative_prompt: str | None = None,
            **options: Any) -> tuple[jax.Array, dict[str, Any]]:
     """``num`` images per prompt (prompt p's sample j is row ``p · num + j``, keyed by index ``first_index``
-    plus that row, so rows do not depend on how many are drawn together) and ``{"nfe": ...}``. No prompt is
-    the empty prompt (an unconditional draw). Unknown words, too long prompts and options the model does not
+    plus that row, so rows do not depend on how many are drawn together) and ``{"nfe": ...}``. The empty
+    prompt "" is an unconditional draw; without any prompt the ``num`` rows cycle through the data's class
+    prompts ("a photo of a t-shirt", ...). Unknown words, too long prompts and options the model does not
     take are one-line errors before any work."""
-    prompts = prompt_list(prompt) or [""]
     require(int(num) >= 1, f"num must be >= 1, got {num}")
+    prompts = prompt_list(prompt)
+    if prompts:
+        rows = [p for p in prompts for _ in range(int(num))]
+    else:
+        classes = list(s.text.class_prompts) or [""]
+        rows = [classes[i % len(classes)] for i in range(int(num))]
     given = {k: v for k, v in options.items() if v is not None}
     sampler = pixel.configured_sampler(s.latent.m, str(given.pop("sampler", s.latent.m.sampler)))
     declared = pixel.sample_options(s.latent)
@@ -379,8 +385,8 @@ def sample(s: Setup, compiled: dict, params: PyTree, key: jax.Array, num: int, f
     given = check_options(given, declared, "family 'latent_diffusion'")
     steps = own["steps"].check(given.pop("steps", own["steps"].default))
     guidance = own["guidance"].check(given.pop("guidance", own["guidance"].default))
-    check_prompts(s, prompts, negative_prompt, float(guidance))
-    cond = s.text.encode([p for p in prompts for _ in range(int(num))])
+    check_prompts(s, rows, negative_prompt, float(guidance))
+    cond = s.text.encode(rows)
     null = s.text.encode([negative_prompt or ""] * len(cond[0]))
     opts = sampler.check(given)
     kinds = {o.name: o.kind for o in sampler.options}

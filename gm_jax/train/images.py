@@ -46,6 +46,36 @@ def save_image_grid(images: np.ndarray, path: str, value_range: Sequence[float] 
     return path
 
 
+def save_prompt_grid(images: np.ndarray, prompts: Sequence[str], path: str,
+                     value_range: Sequence[float] = (-1.0, 1.0), scale: int = 2, max_cols: int = 16) -> str:
+    """One PNG of text-to-image samples: ``images`` [P·n, H, W, C] hold n images per prompt (prompt p's are rows
+    p·n … p·n + n − 1), drawn as one grid row per prompt (at most ``max_cols`` images, the rest wrap onto
+    further rows) under a white band with the prompt's text; nearest-neighbour upscaled by ``scale``."""
+    from PIL import Image, ImageDraw
+
+    x = np.asarray(images)
+    n = x.shape[0] // max(len(prompts), 1)
+    if n * len(prompts) != x.shape[0] or n == 0:
+        raise ValueError(f"{x.shape[0]} images do not split into {len(prompts)} prompts")
+    blocks = []
+    for p, prompt in enumerate(prompts):
+        grid = make_grid(x[p * n:(p + 1) * n], value_range, min(n, max_cols))
+        img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).convert("RGB")
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+        band = Image.new("RGB", (img.width, 14), "white")
+        ImageDraw.Draw(band).text((4, 2), prompt, fill="black")
+        blocks += [band, img]
+    width = max(b.width for b in blocks)
+    out = Image.new("RGB", (width, sum(b.height for b in blocks)), "white")
+    top = 0
+    for b in blocks:
+        out.paste(b, (0, top))
+        top += b.height
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    out.save(path)
+    return path
+
+
 def save_scatter(points: np.ndarray, path: str, title: str = "") -> str:
     """Scatter plot of 2-D samples (toy data) as a PNG."""
     import matplotlib

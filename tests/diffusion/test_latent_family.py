@@ -151,6 +151,10 @@ def test_samples_do_not_depend_on_how_many_are_drawn_together(trained, sampler):
     assert float(jnp.min(both)) >= -1.0 and float(jnp.max(both)) <= 1.0
     np.testing.assert_allclose(second[0], both[3], atol=1e-5)
     assert float(jnp.max(jnp.abs(both[0] - both[1]))) > 0  # different noise per row
+    classes, _ = family.sample(params, jax.random.key(7), 3, sampler=sampler, steps=4, guidance=2.0)
+    bag, _ = family.sample(params, jax.random.key(7), 1, first_index=2, prompt="a photo of a bag",
+                           sampler=sampler, steps=4, guidance=2.0)
+    np.testing.assert_allclose(bag[0], classes[2], atol=1e-5)  # no prompt: the class prompts, cycled
 
 
 def test_refusals_are_one_line(trained):
@@ -166,7 +170,7 @@ def test_refusals_are_one_line(trained):
     with pytest.raises(ConfigError, match="caption_dropout=0"):
         no_uncond.sample(state.params, jax.random.key(0), 1, prompt="a bag", guidance=2.0)
     with pytest.raises(ConfigError, match="caption_dropout=0"):
-        no_uncond.sample(state.params, jax.random.key(0), 1, guidance=1.0)
+        no_uncond.sample(state.params, jax.random.key(0), 1, prompt="", guidance=1.0)
 
 
 def test_bad_setups_are_one_line():
