@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gm_jax"
-FAMILIES = {"autoencoders", "autoregressive", "classical", "diffusion", "flow_matching", "flows", "gan", "vq"}
+FAMILIES = {"autoencoders", "autoregressive", "classical", "clip", "diffusion", "flow_matching", "flows", "gan", "vq"}
 BELOW = {"core", "nn", "metrics"}
 ALLOWED = {
     "core": set(),

@@ -1,0 +1,1 @@
+"""Contrastive image–text pretraining (a miniature CLIP, Radford et al. 2021) as a model family."""
