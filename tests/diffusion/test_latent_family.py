@@ -14,8 +14,9 @@ from gm_jax.nn.kl_autoencoder import KLAutoencoder
 from gm_jax.train.config import base_config
 
 CAPTIONS = ["a dark bag", "a bright sneaker", "a small bag", "a large sneaker"]
-VOCAB = build_vocabulary(CAPTIONS)
-TEXT = TextSpec(VOCAB, 6, class_prompts=("a photo of a bag", "a photo of a sneaker"))
+CLASS_PROMPTS = ("a photo of a bag", "a photo of a sneaker")
+VOCAB = build_vocabulary(CAPTIONS + list(CLASS_PROMPTS))
+TEXT = TextSpec(VOCAB, 6, class_prompts=CLASS_PROMPTS)
 SPEC = DataSpec(shape=(8, 8, 1), num_classes=2, value_range=(-1.0, 1.0), levels=256, name="toy", text=TEXT)
 AE_MODEL = {"family": "kl_autoencoder", "latent_channels": 2, "channels": [8]}
 
@@ -189,3 +190,33 @@ def test_bad_setups_are_one_line():
         lf.make_family(config, SPEC, FamilyInputs(upstream={lf.FIRST_STAGE_FIELD: other_data}))
     with pytest.raises(ConfigError, match="text_encoder"):
         lf.make_family(_config(text_encoder="bert"), SPEC, _inputs(config))
+
+
+def _clip_inputs(config, vocab_size=len(VOCAB)):
+    from gm_jax.nn.clip import MiniCLIP
+
+    clip_model = {"family": "clip", "embed_dim": 8, "width": 16, "depth": 1, "num_heads": 2, "image_channels": [4]}
+    net = MiniCLIP(vocab_size=vocab_size, max_len=6, embed_dim=8, width=16, depth=1, num_heads=2, image_channels=(4,))
+    tokens, mask = TEXT.encode(["a bag"])
+    params = jax.jit(net.init)(jax.random.key(2), jnp.zeros((1, 8, 8, 1)), tokens, mask)["params"]
+    clip_up = Upstream(config={"model": clip_model, "data": config.data.to_dict()},
+                       params={"clip": jax.tree.map(np.asarray, params)}, step=5, workdir="runs/clip")
+    inputs = _inputs(config)
+    return FamilyInputs(upstream={**inputs.upstream, lf.CLIP_FIELD: clip_up})
+
+
+def test_the_frozen_clip_text_tower_conditions_and_stays_frozen():
+    config = _config(text_encoder="clip", text_encoder_of="runs/clip")
+    inputs = _clip_inputs(config)
+    family = lf.make_family(config, SPEC, inputs)
+    state = jax.jit(family.init)(jax.random.key(0), _batch())
+    assert "text" not in state.params
+    after, metrics = jax.jit(family.train_step)(state, _batch(seed=1), jax.random.key(3))
+    assert np.isfinite(float(metrics["loss"]))
+    frozen = inputs.upstream[lf.CLIP_FIELD].params["clip"]
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), b)), after.params["clip"], frozen)
+    assert all(jax.tree.leaves(same))
+    x, info = family.sample(after.params, jax.random.key(1), 2, prompt="a dark bag", steps=2, guidance=2.0)
+    assert x.shape == (2, 8, 8, 1) and info["nfe"] == 2 and bool(jnp.all(jnp.isfinite(x)))
+    with pytest.raises(ConfigError, match="vocabulary"):
+        lf.make_family(config, SPEC, _clip_inputs(config, vocab_size=len(VOCAB) + 1))
