@@ -35,6 +35,36 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds"))
 
 
+def tiny_run_flags(data_dir):
+    """Overrides of a 2-step run on 64 embedded Fashion-MNIST images, batch 16, final samples only."""
+    return [f"--config.data.data_dir={data_dir}", "--config.data.name=fashion_mnist_small",
+            "--config.data.num_examples=64", "--config.data.batch_size=16", "--config.train.num_steps=2",
+            "--config.train.checkpoint_every=2", "--config.train.log_every=1", "--config.train.progress=false",
+            "--config.train.num_samples=4", "--config.train.eval_batches=1", "--config.train.sample_every=0",
+            "--config.train.eval_every=0"]
+
+
+@pytest.fixture(scope="session")
+def text_to_image_runs(tmp_path_factory, data_dir):
+    """``(kl_autoencoder workdir, latent_diffusion workdir)``: a tiny first stage and a tiny text-conditioned
+    latent diffusion run on its latents (captioned embedded Fashion-MNIST), 2 steps each; tests only read them."""
+    from pathlib import Path
+
+    from gm_jax.cli import main
+
+    configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+    base = tmp_path_factory.mktemp("text_to_image_runs")
+    ae, ldm = str(base / "ae"), str(base / "ldm")
+    assert main(["train", str(configs / "kl_autoencoder_fashion_mnist.py"), "--workdir", ae, *tiny_run_flags(data_dir),
+                 "--config.model.channels=(4,8)", "--config.model.latent_channels=2"]) == 0
+    assert main(["train", str(configs / "ldm_text_fashion_mnist.py"), "--workdir", ldm, *tiny_run_flags(data_dir),
+                 "--config.data.captions=true", f"--config.model.first_stage={ae}", "--config.model.unet=tiny",
+                 "--config.model.attn_resolutions=(7,)", "--config.model.num_heads=2", "--config.model.text_width=8",
+                 "--config.model.text_depth=1", "--config.model.text_heads=2", "--config.model.num_timesteps=20",
+                 "--config.model.max_sample_steps=20", "--config.model.sample_steps=2"]) == 0
+    return ae, ldm
+
+
 def pytest_sessionfinish(session, exitstatus):
     """The controller (or a plain run) removes the run's compilation cache."""
     if not hasattr(session.config, "workerinput"):

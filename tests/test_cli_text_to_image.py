@@ -5,37 +5,18 @@ bad prompts are one line, exit 2, and leave the work directory as it was."""
 import hashlib
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gm_jax.cli import main
 
-CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
-
-
-def _common(data_dir):
-    return [f"--config.data.data_dir={data_dir}", "--config.data.name=fashion_mnist_small",
-            "--config.data.num_examples=64", "--config.data.batch_size=16", "--config.train.num_steps=2",
-            "--config.train.checkpoint_every=2", "--config.train.log_every=1", "--config.train.progress=false",
-            "--config.train.num_samples=4", "--config.train.eval_batches=1", "--config.train.sample_every=0",
-            "--config.train.eval_every=0"]
-
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_dir):
+def runs(tmp_path_factory, text_to_image_runs):
     base = tmp_path_factory.mktemp("t2i")
-    ae, ldm = str(base / "ae"), str(base / "ldm")
-    assert main(["train", str(CONFIGS / "kl_autoencoder_fashion_mnist.py"), "--workdir", ae, *_common(data_dir),
-                 "--config.model.channels=(4,8)", "--config.model.latent_channels=2"]) == 0
-    assert main(["train", str(CONFIGS / "ldm_text_fashion_mnist.py"), "--workdir", ldm, *_common(data_dir),
-                 "--config.data.captions=true", f"--config.model.first_stage={ae}", "--config.model.unet=tiny",
-                 "--config.model.attn_resolutions=(7,)", "--config.model.num_heads=2", "--config.model.text_width=8",
-                 "--config.model.text_depth=1", "--config.model.text_heads=2", "--config.model.num_timesteps=20",
-                 "--config.model.max_sample_steps=20", "--config.model.sample_steps=2"]) == 0
     (base / "prompts.txt").write_text("a photo of a bag\n\n  a small dark sneaker \n")
-    return base, ae, ldm
+    return (base, *text_to_image_runs)
 
 
 def _tree_hash(path):

@@ -14,6 +14,7 @@ import pytest
 from gm_jax.cli import main as cli_main
 from gm_jax.data import captions
 from gm_jax.nn.clip import clip_score
+from tests.conftest import tiny_run_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -132,27 +133,11 @@ def test_guidance_lists_and_best_guidance():
     assert study.best_guidance([row(1.0, 0.2), row(2.0, 0.6), row(3.0, 0.6), row(4.0, 0.4)]) == 2.0
 
 
-def _common(data_dir):
-    return [f"--config.data.data_dir={data_dir}", f"--config.data.name={DATASET}",
-            "--config.data.num_examples=64", "--config.data.batch_size=16", "--config.train.num_steps=2",
-            "--config.train.checkpoint_every=2", "--config.train.log_every=1", "--config.train.progress=false",
-            "--config.train.num_samples=4", "--config.train.eval_batches=1", "--config.train.sample_every=0",
-            "--config.train.eval_every=0"]
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_dir):
+def runs(tmp_path_factory, data_dir, text_to_image_runs):
     base = tmp_path_factory.mktemp("t2i_study")
-    ae, ldm, clip = str(base / "ae"), str(base / "ldm"), str(base / "clip")
-    assert cli_main(["train", str(CONFIGS / "kl_autoencoder_fashion_mnist.py"), "--workdir", ae, *_common(data_dir),
-                     "--config.model.channels=(4,8)", "--config.model.latent_channels=2"]) == 0
-    assert cli_main(["train", str(CONFIGS / "ldm_text_fashion_mnist.py"), "--workdir", ldm, *_common(data_dir),
-                     "--config.data.captions=true", f"--config.model.first_stage={ae}", "--config.model.unet=tiny",
-                     "--config.model.attn_resolutions=(7,)", "--config.model.num_heads=2",
-                     "--config.model.text_width=8", "--config.model.text_depth=1", "--config.model.text_heads=2",
-                     "--config.model.num_timesteps=20", "--config.model.max_sample_steps=20",
-                     "--config.model.sample_steps=2"]) == 0
-    assert cli_main(["train", str(CONFIGS / "clip_fashion_mnist.py"), "--workdir", clip, *_common(data_dir),
+    (ae, ldm), clip = text_to_image_runs, str(base / "clip")
+    assert cli_main(["train", str(CONFIGS / "clip_fashion_mnist.py"), "--workdir", clip, *tiny_run_flags(data_dir),
                      "--config.model.embed_dim=8", "--config.model.width=8", "--config.model.depth=1",
                      "--config.model.num_heads=2", "--config.model.image_channels=(4,)"]) == 0
     return base, ae, ldm, clip

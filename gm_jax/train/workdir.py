@@ -120,9 +120,13 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Write ``WORKDIR/config.json`` atomically (after the request has been validated)."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    text = config_to_json(config)
-    if os.path.exists(path):
+    _write_text(os.path.join(workdir, CONFIG_FILE), config_to_json(config))
+
+
+def _write_text(path: str, text: str) -> None:
+    """``text`` at ``path``, atomically (a temporary file renamed over it); left alone when it already says
+    the same."""
+    if os.path.isfile(path):
         with open(path) as f:
             if f.read() == text:
                 return
@@ -133,16 +137,8 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def _write_json(path: str, data: Any) -> None:
-    """``data`` as sorted, indented JSON at ``path``, atomically; left alone when it already says the same."""
-    text = json.dumps(data, indent=2, sort_keys=True)
-    if os.path.isfile(path):
-        with open(path) as f:
-            if f.read() == text:
-                return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """``data`` as sorted, indented JSON at ``path`` (:func:`_write_text`)."""
+    _write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def write_caption_files(workdir: str, pipeline: Pipeline) -> None:
