@@ -4,7 +4,8 @@
 
 Convention (shared with any family that reuses this run): the network sees and produces images in [-1, 1].
 Data in ``spec.value_range = (lo, hi)`` enters as ``u = 2 (x − lo)/(hi − lo) − 1`` and a decoded ``û`` leaves
-as ``x̂ = lo + (û + 1)(hi − lo)/2`` (:func:`to_network`, :func:`from_network`).
+as ``x̂ = lo + (û + 1)(hi − lo)/2`` (``to_network`` / ``from_network``:
+:func:`gm_jax.core.family.to_symmetric` and its inverse).
 
 Parameters: ``params = {"autoencoder": variables["params"]}`` of ``KLAutoencoder(image_channels=C,
 latent_channels=model.latent_channels, channels=model.channels)``, i.e. ``params["autoencoder"]["encoder"]``
@@ -36,6 +37,8 @@ import ml_collections
 from gm_jax.core import Batch, DataSpec, Family, Metrics, PyTree, TrainState, apply_gradients
 from gm_jax.core.errors import check_choice, require
 from gm_jax.core.family import FamilyInputs
+from gm_jax.core.family import from_symmetric as from_network
+from gm_jax.core.family import to_symmetric as to_network
 from gm_jax.core.optim import make_optimizer
 from gm_jax.core.options import Option
 from gm_jax.nn.kl_autoencoder import KLAutoencoder, kl_loss, latent_scale_factor, reparameterize
@@ -56,18 +59,6 @@ def model_defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         family="kl_autoencoder", latent_channels=4, channels=(32, 64), kl_weight=1e-6, recon_loss="l1",
         dtype="float32"))
-
-
-def to_network(x: jax.Array, value_range: tuple[float, float]) -> jax.Array:
-    """``x`` in ``value_range = (lo, hi)`` as the network sees it: ``2 (x − lo)/(hi − lo) − 1`` in [-1, 1]."""
-    lo, hi = float(value_range[0]), float(value_range[1])
-    return 2.0 * (jnp.asarray(x, jnp.float32) - lo) / (hi - lo) - 1.0
-
-
-def from_network(u: jax.Array, value_range: tuple[float, float]) -> jax.Array:
-    """The inverse of :func:`to_network`: ``lo + (u + 1)(hi − lo)/2`` (not clipped)."""
-    lo, hi = float(value_range[0]), float(value_range[1])
-    return lo + (jnp.asarray(u, jnp.float32) + 1.0) * (0.5 * (hi - lo))
 
 
 def psnr(mse_unit_range: jax.Array) -> jax.Array:

@@ -40,7 +40,7 @@ import numpy as np
 
 from gm_jax.core import Batch, DataSpec, Family, Metrics, PyTree, TrainState, apply_gradients, make_optimizer
 from gm_jax.core.errors import check_choice, require
-from gm_jax.core.family import FamilyInputs
+from gm_jax.core.family import FamilyInputs, to_symmetric
 from gm_jax.core.options import Option
 from gm_jax.nn.clip import MiniCLIP, clip_loss, clip_score, zero_shot_logits
 from gm_jax.nn.precision import COMPUTE_DTYPES, compute_dtype
@@ -98,15 +98,9 @@ class Setup:
     class_mask: np.ndarray | None    # bool [K, L]
 
 
-def to_model_range(spec: DataSpec, x: jax.Array) -> jax.Array:
-    """``x`` from ``spec.value_range`` [lo, hi] to the image encoder's [-1, 1]: ``2 (x − lo)/(hi − lo) − 1``."""
-    lo, hi = (float(v) for v in spec.value_range)
-    return 2.0 * (jnp.asarray(x, jnp.float32) - lo) / (hi - lo) - 1.0
-
-
 def embed(s: Setup, params: PyTree, batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(image_emb [N, E], text_emb [N, E], logit_scale)`` of the batch's pairs (both sides L2-normalized)."""
-    return s.model.apply({"params": params["clip"]}, to_model_range(s.spec, batch["x"]),
+    return s.model.apply({"params": params["clip"]}, to_symmetric(batch["x"], s.spec.value_range),
                          jnp.asarray(batch["tokens"], jnp.int32), jnp.asarray(batch["token_mask"], bool))
 
 
@@ -140,7 +134,7 @@ def init_state(s: Setup, key: jax.Array, example_batch: Batch) -> TrainState:
     """``params = {"clip": MiniCLIP params}`` initialized on the example batch, the optimizer state and the
     EMA copy when ``optim.ema_decay > 0``."""
     key_init, key_state = jax.random.split(key)
-    variables = jax.jit(s.model.init)(key_init, to_model_range(s.spec, example_batch["x"]),
+    variables = jax.jit(s.model.init)(key_init, to_symmetric(example_batch["x"], s.spec.value_range),
                                       jnp.asarray(example_batch["tokens"], jnp.int32),
                                       jnp.asarray(example_batch["token_mask"], bool))
     return TrainState.create(key_state, {"clip": variables["params"]}, s.tx, use_ema=s.ema_decay > 0)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from gm_jax.core.errors import ConfigError
 from gm_jax.core.options import Option, check_options
@@ -69,6 +70,19 @@ class DataSpec:
     @property
     def is_image(self) -> bool:
         return len(self.shape) == 3
+
+
+def to_symmetric(x: jax.Array, value_range: tuple[float, float]) -> jax.Array:
+    """Data in ``value_range = (lo, hi)`` mapped affinely to [−1, 1], float32: ``2 (x − lo)/(hi − lo) − 1``
+    (what the image networks of several families see)."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    return 2.0 * (jnp.asarray(x, jnp.float32) - lo) / (hi - lo) - 1.0
+
+
+def from_symmetric(u: jax.Array, value_range: tuple[float, float]) -> jax.Array:
+    """The inverse of :func:`to_symmetric`: ``lo + (u + 1)(hi − lo)/2``, float32, not clipped."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    return lo + (jnp.asarray(u, jnp.float32) + 1.0) * (0.5 * (hi - lo))
 
 
 CONDITIONING_KINDS = ("label", "text", "image")

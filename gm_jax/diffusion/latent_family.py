@@ -35,7 +35,7 @@ import optax
 
 from gm_jax.core import Batch, DataSpec, Family, FamilyInputs, Metrics, PyTree, TrainState, apply_gradients
 from gm_jax.core.errors import CheckpointError, check_choice, require
-from gm_jax.core.family import TextSpec
+from gm_jax.core.family import TextSpec, from_symmetric, to_symmetric
 from gm_jax.core.optim import make_optimizer
 from gm_jax.core.options import check_options
 from gm_jax.diffusion import family as pixel
@@ -206,16 +206,10 @@ def build_setup(config: Any, spec: DataSpec, inputs: FamilyInputs) -> Setup:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def to_unit(s: Setup, x: jax.Array) -> jax.Array:
-    """Images from ``spec.value_range`` to the first stage's [−1, 1]."""
-    lo, hi = s.spec.value_range
-    return 2.0 * (jnp.asarray(x, jnp.float32) - lo) / (hi - lo) - 1.0
-
-
 def encode_latents(s: Setup, params: PyTree, x: jax.Array, key: jax.Array | None) -> jax.Array:
     """``latent_scale · z`` with z = μ(x) + σ(x) ⊙ ε ~ q(z | x) of the frozen encoder (z = μ without a key)."""
-    mean, logvar = s.autoencoder.apply({"params": jax.lax.stop_gradient(params["autoencoder"])}, to_unit(s, x),
-                                       method=KLAutoencoder.encode)
+    frozen = {"params": jax.lax.stop_gradient(params["autoencoder"])}
+    mean, logvar = s.autoencoder.apply(frozen, to_symmetric(x, s.spec.value_range), method=KLAutoencoder.encode)
     z = mean if key is None else reparameterize(mean, logvar, key)
     return jax.lax.stop_gradient(params["latent_scale"]) * z
 
@@ -224,8 +218,7 @@ def decode_latents(s: Setup, params: PyTree, z: jax.Array) -> jax.Array:
     """Images in ``spec.value_range`` (clipped) of scaled latents: the frozen decoder at ``z / latent_scale``."""
     x = s.autoencoder.apply({"params": params["autoencoder"]}, z / params["latent_scale"], method=KLAutoencoder.decode)
     lo, hi = s.spec.value_range
-    x = x[:, :s.spec.shape[0], :s.spec.shape[1]]
-    return jnp.clip((x + 1.0) * 0.5 * (hi - lo) + lo, lo, hi)
+    return jnp.clip(from_symmetric(x[:, :s.spec.shape[0], :s.spec.shape[1]], s.spec.value_range), lo, hi)
 
 
 def text_context(s: Setup, params: PyTree, tokens: jax.Array, mask: jax.Array) -> jax.Array:
