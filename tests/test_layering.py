@@ -1,7 +1,7 @@
 """Layering of the whole package, checked on the source: every gm_jax import of every module (also inside
 functions) points at its own package or a layer below it.
 
-    core <- nn <- metrics <- {model families} <- train <- bench <- cli      data: core only; train and up
+    core <- nn <- metrics <- {model families} <- train <- {bench, pretrained} <- cli      data: core only; train and up
 """
 
 import ast
@@ -20,7 +20,8 @@ ALLOWED = {
     **{family: BELOW for family in FAMILIES},
     "train": BELOW | FAMILIES | {"data"},
     "bench": BELOW | FAMILIES | {"data", "train"},
-    "cli": BELOW | FAMILIES | {"data", "train", "bench"},
+    "pretrained": BELOW | FAMILIES | {"data", "train"},
+    "cli": BELOW | FAMILIES | {"data", "train", "bench", "pretrained"},
 }
 
 

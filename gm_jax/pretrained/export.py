@@ -1,0 +1,166 @@
+"""``gm-jax pretrained export``: a finished run's sampling parameters as a gallery model (msgpack + sidecar).
+
+The parameters are the run's ``TrainState.sampling_params()`` — the EMA parameters when the run keeps them
+(what ``gm-jax sample`` and ``gm-jax eval`` use), else the trained ones — stored in float32 or float16. Every
+number in the sidecar is measured on the weights as stored: the bytes are written, decoded back into the
+model's template, and evaluated (``family.evaluate`` over the eval split, ``train.loop.evaluate``); for float16
+storage the float32 numbers are recorded next to them (``metrics.float32``) so the loss of precision is stated.
+The ``check`` entry is ``family.evaluate`` on the first N eval images with a fixed key — the number a test
+recomputes from the shipped weights (:func:`gm_jax.pretrained.loading.recompute_check`).
+
+Nothing is written until the run has loaded and every number exists; the two files are then written
+atomically, the sidecar last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+
+import gm_jax
+from gm_jax.core.errors import ConfigError, TrainingDiverged, require
+from gm_jax.core.state import TrainState
+from gm_jax.pretrained import loading as ld
+from gm_jax.pretrained.gallery import SIDECAR_FORMAT, WEIGHTS_DIR, check_name, paths
+from gm_jax.train.config import config_to_json
+from gm_jax.train.families import upstream_fields
+from gm_jax.train.workdir import Run, check_writable, load_workdir, read_config
+
+DTYPES = ("float32", "float16")
+# the metric a sidecar leads with: the first of these the family's evaluate reports (else its first metric)
+HEADLINE_PREFERENCE = ("bits_per_dim", "nll", "nll_iwae", "neg_elbo", "fid", "loss")
+CHECK_SEED = 0
+CHECK_RTOL = 1e-4
+
+
+def check_request(workdir: str, name: str, dtype: str, out_dir: str, num_batches: int, check_num: int) -> None:
+    """Everything about an export request that can be checked before a model is loaded (nothing written)."""
+    check_name(name)
+    require(dtype in DTYPES, f"--dtype must be one of: {', '.join(DTYPES)}, got {dtype!r}")
+    require(num_batches >= 0, f"--num_batches must be >= 0 (0: the whole eval split), got {num_batches}")
+    require(check_num >= 1, f"--check_num must be >= 1, got {check_num}")
+    config = read_config(workdir)
+    upstream = upstream_fields(config)
+    require(not upstream, f"the run in {workdir} builds on other runs ({', '.join(upstream)}); exporting such "
+            "models is not supported yet: export a self-contained run")
+    require(not config.data.get("captions", False), f"the run in {workdir} is text-conditioned (data.captions); "
+            "exporting its vocabulary is not supported yet: export a model without text")
+    check_writable(out_dir, "output folder", "--out")
+
+
+def _headline(metrics: dict[str, float], wanted: str | None) -> str:
+    names = [k.removeprefix("eval/") for k in metrics]
+    if wanted:
+        require(wanted in names, f"--headline {wanted!r} is not a metric of this model; choose one of: "
+                f"{', '.join(sorted(names))}")
+        return wanted
+    require(bool(names), "the model's family reports no evaluation metric; it cannot be exported with metrics")
+    return next((n for n in HEADLINE_PREFERENCE if n in names), sorted(names)[0])
+
+
+def _evaluate(run: Run, state: TrainState, params: Any, num_batches: int) -> dict[str, float]:
+    from gm_jax.train.loop import check_finite_metrics, evaluate
+
+    metrics = evaluate(run, state.replace(params=params, ema_params=None), num_batches)
+    check_finite_metrics(metrics, int(state.step))
+    return metrics
+
+
+def _stored_params(run: Run, state: TrainState, dtype: str) -> tuple[bytes, Any, dict]:
+    """The msgpack bytes of the sampling parameters in ``dtype``, those bytes decoded back into the model's
+    template (what a user loads), and the batch layout of the template."""
+    params = state.sampling_params()
+    host = ld.cast_params(params, dtype)
+    if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(host) if np.issubdtype(a.dtype, np.floating)):
+        raise TrainingDiverged(f"the parameters are not finite in {dtype} (a value overflows); export with "
+                               "--dtype float32")
+    blob = ld.encode_params(params, dtype)
+    batch_spec = ld.batch_spec_of(run.pipeline.batch(0))
+    template = ld.params_template(run.family, batch_spec, int(run.config.data.batch_size))
+    return blob, ld.decode_params(blob, template, "the exported weights"), batch_spec
+
+
+def _write_atomic(path: pathlib.Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _sidecar(run: Run, state: TrainState, name: str, dtype: str, blob: bytes, batch_spec: dict,
+             metrics: dict[str, float], headline: str, check: dict[str, Any], provenance: dict[str, Any]) -> dict:
+    """The JSON sidecar of an export (see :mod:`gm_jax.pretrained.gallery`)."""
+    cfg = run.config
+    note = ("float16 storage; every metric here is computed with the float16 weights (cast to float32 to "
+            "compute); the float32 weights' are under metrics.float32") if dtype == "float16" else \
+        "float32 storage, bit-identical to the run's parameters"
+    return {
+        "format": SIDECAR_FORMAT, "name": name, "family": cfg.model.family, "data": cfg.data.name,
+        "config": json.loads(config_to_json(cfg)), "data_spec": ld.spec_to_json(run.pipeline.spec),
+        "batch_spec": batch_spec, "train_steps": int(state.step), **provenance,
+        "params": "ema_params" if state.ema_params is not None else "params",
+        "num_params": int(sum(np.size(a) for a in jax.tree.leaves(state.params))), "storage_dtype": dtype,
+        "storage_note": note,
+        "metrics": {"headline": {"name": f"eval/{headline}", "value": metrics[f"eval/{headline}"]},
+                    "eval": metrics, "eval_split": cfg.data.eval_split, "eval_batch_size": int(cfg.data.batch_size)},
+        "check": check, "gm_jax_version": gm_jax.__version__, "jax_version": jax.__version__,
+        "sha256": hashlib.sha256(blob).hexdigest(), "size_bytes": len(blob)}
+
+
+def _check_entry(run: Run, params: Any, headline: str, num: int) -> dict[str, Any]:
+    """The fixed-batch check metric: ``family.evaluate`` of the first ``num`` eval images, its value, and
+    everything needed to recompute it (seed, threefry mode, tolerance)."""
+    images = run.pipeline.eval_images(num)
+    partitionable = bool(jax.config.jax_threefry_partitionable)
+    values = ld.check_metric(run.family, params, images, CHECK_SEED, partitionable)
+    metric = headline if headline in values else sorted(values)[0]
+    n, split = int(len(images["x"])), run.config.data.eval_split
+    return {"metric": metric, "value": values[metric], "num_images": n, "seed": CHECK_SEED,
+            "threefry_partitionable": partitionable, "rtol": CHECK_RTOL,
+            "what": f"family.evaluate on the first {n} images of the {split} split, key "
+                    f"purpose_key(seed_key({CHECK_SEED}), '{ld.CHECK_PURPOSE}')"}
+
+
+def export_run(workdir: str, name: str, dtype: str = "float32", out_dir: str | os.PathLike | None = None, *,
+               train_command: str | None = None, train_cpu_seconds: float | None = None, num_batches: int = 0,
+               check_num: int = 128, headline: str | None = None, export_command: str | None = None
+               ) -> dict[str, Any]:
+    """Export the finished run in ``workdir`` as gallery model ``name`` into ``out_dir`` (default the package's
+    ``gm_jax/pretrained/weights``); returns the sidecar. ``num_batches``: eval batches for the metrics (0: the
+    whole eval split); ``check_num``: images of the check metric; ``train_command``/``train_cpu_seconds``: how
+    the run was trained, as measured by the caller (recorded as given)."""
+    from gm_jax.train.loop import is_complete
+
+    out = pathlib.Path(out_dir) if out_dir is not None else WEIGHTS_DIR
+    check_request(workdir, name, dtype, str(out), num_batches, check_num)
+    run, state = load_workdir(workdir)
+    try:
+        step = int(state.step)
+        if not is_complete(workdir, step, run.config.train.num_steps):
+            raise ConfigError(f"the run in {workdir} has not finished (step {step} of {run.config.train.num_steps}, "
+                              "or no final.json); finish it with `gm-jax train` first")
+        blob, loaded, batch_spec = _stored_params(run, state, dtype)
+        metrics = _evaluate(run, state, loaded, num_batches)
+        main = _headline(metrics, headline)
+        provenance = {"train_cpu_seconds": train_cpu_seconds, "train_command": train_command,
+                      "export_command": export_command}
+        sidecar = _sidecar(run, state, name, dtype, blob, batch_spec, metrics, main,
+                           _check_entry(run, loaded, main, check_num), provenance)
+        sidecar["metrics"]["eval_batches"] = num_batches or "all"
+        if dtype == "float16":
+            sidecar["metrics"]["float32"] = _evaluate(run, state, state.sampling_params(), num_batches)
+    finally:
+        run.checkpointer.close()
+    msgpack_path, json_path = paths(name, out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(msgpack_path, blob)
+    _write_atomic(json_path, (json.dumps(sidecar, indent=2) + "\n").encode())
+    return sidecar
+
+
+__all__ = ["CHECK_RTOL", "DTYPES", "HEADLINE_PREFERENCE", "check_request", "export_run"]
