@@ -1,11 +1,12 @@
-"""``gm-jax``: train | sample | restore | edit | eval | data | bench.
+"""``gm-jax``: train | sample | restore | edit | eval | pretrained | data | bench.
 
     gm-jax train CONFIG --workdir DIR [--config.FIELD=VALUE ...]
-    gm-jax sample --workdir DIR [--num N] [--seed S] [sampling options of the model, see --help]
+    gm-jax sample --workdir DIR | --pretrained NAME [--num N] [--seed S] [--out PREFIX] [sampling options, see --help]
     gm-jax restore --workdir DIR --task inpaint|superres|deblur|colourize --input IMG.png|.npz [--mask M.png |
         --mask_kind KIND] [--scale S] [--blur_sigma B] [--method M] [--sigma_y S] [method options] [--num N]
     gm-jax edit --workdir DIR --input IMG.png|.npz [--strength S] [--label L] [--invert] [--sampler S] [--num N]
-    gm-jax eval --workdir DIR [--metrics fid,kid,is,prdc --num N] [--num_batches N]
+    gm-jax eval --workdir DIR | --pretrained NAME [--metrics fid,kid,is,prdc --num N] [--num_batches N] [--out DIR]
+    gm-jax pretrained list | gm-jax pretrained export --workdir DIR --name NAME [--dtype float32|float16]
     gm-jax data prepare NAME [--data_dir DIR] [--source_dir DIR] | gm-jax data list
     gm-jax bench samplers [--quick] [--out DIR] [--workdir RUN] | gm-jax bench train [--quick] [--out DIR]
 
@@ -72,12 +73,21 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--workdir", required=True, help="run directory: config.json, checkpoints, logs, samples")
 
 
+def _add_source(p: argparse.ArgumentParser) -> None:
+    """--workdir DIR or --pretrained NAME: exactly one (argparse refuses both or neither in one line)."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--workdir", help="a trained run's work directory")
+    g.add_argument("--pretrained", metavar="NAME", help="a model shipped with the package (`gm-jax pretrained "
+                   "list`), instead of --workdir")
+
+
 def _add_sample(sub: Any, with_options: bool) -> dict[str, list[Option]]:
-    s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("--workdir", required=True)
+    s = sub.add_parser("sample", help="draw samples from a trained run or a shipped pretrained model")
+    _add_source(s)
     s.add_argument("--num", type=int, default=64, help="number of samples (>= 1)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/sample)")
+    s.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/sample, or "
+                   "samples_NAME/sample with --pretrained NAME)")
     s.add_argument("--prompt", action="append", default=None, help="text prompt of a text-conditioned model "
                    "(repeat for several prompts: --num images each, one grid row per prompt)")
     s.add_argument("--prompt_file", default=None, help="a UTF-8 text file of prompts, one per line (blank lines "
@@ -130,14 +140,37 @@ def _declared_table(command: str) -> dict[str, tuple[list[Option], list[str]]]:
 
 
 def _add_eval(sub: Any, with_options: bool) -> dict[str, list[Option]]:
-    e = sub.add_parser("eval", help="evaluate a trained run: likelihood on the eval split and sample quality "
-                                    "(FID, KID, IS, PRDC); writes WORKDIR/eval.json")
-    e.add_argument("--workdir", required=True)
+    e = sub.add_parser("eval", help="evaluate a trained run or a shipped pretrained model: likelihood on the eval "
+                                    "split and sample quality (FID, KID, IS, PRDC); writes eval.json")
+    _add_source(e)
+    e.add_argument("--out", default="", help="output folder of eval.json and nearest_neighbours.png (default "
+                   "WORKDIR, or eval_NAME with --pretrained NAME)")
     e.add_argument("--num_batches", type=int, default=0, help="likelihood eval batches (0: the whole eval split)")
     e.add_argument("--metrics", default="", help="sample-quality metrics, comma-separated: fid,kid,is,prdc")
     e.add_argument("--num", type=int, default=1000, help="samples (and real eval images) for those metrics (>= 2)")
     e.add_argument("--seed", type=int, default=0)
     return _family_option_flags(e, "sampling options for the sample-quality metrics") if with_options else {}
+
+
+def _add_pretrained(sub: Any) -> None:
+    p = sub.add_parser("pretrained", help="models shipped with the package: list them, or export a finished run "
+                                          "as one")
+    psub = p.add_subparsers(dest="pretrained_command", required=True)
+    psub.add_parser("list", help="name, family, data, size on disk and headline metric of each shipped model")
+    x = psub.add_parser("export", help="write a finished run's sampling parameters (EMA when kept) as "
+                        "NAME.msgpack + NAME.json (config, data spec, metrics measured on the stored weights, sha256)")
+    x.add_argument("--workdir", required=True, help="a finished run (final.json written)")
+    x.add_argument("--name", required=True, help="model name: lower-case letters, digits, underscores")
+    x.add_argument("--dtype", default="float32", help="storage of floating parameters: float32 (exact) or float16 "
+                   "(half the size; the sidecar states the metrics of both)")
+    x.add_argument("--out", default="", help="output folder (default: the package's gm_jax/pretrained/weights)")
+    x.add_argument("--num_batches", type=int, default=0, help="eval batches for the metrics (0: the whole split)")
+    x.add_argument("--check_num", type=int, default=128, help="eval images of the fixed-batch check metric")
+    x.add_argument("--headline", default="", help="the metric the sidecar leads with (default: bits_per_dim, nll, "
+                   "... whichever the family reports first)")
+    x.add_argument("--train_command", default="", help="the command that trained the run (recorded as given)")
+    x.add_argument("--train_cpu_seconds", type=float, default=None, help="its measured CPU time, user + sys "
+                   "(recorded as given)")
 
 
 def _add_data(sub: Any) -> None:
@@ -198,6 +231,7 @@ def _parser(command: str | None = None) -> tuple[argparse.ArgumentParser, dict[s
     options.update(_add_restore(sub, command == "restore"))
     options.update(_add_edit(sub, command == "edit"))
     options.update(_add_eval(sub, command == "eval"))
+    _add_pretrained(sub)
     _add_data(sub)
     _add_bench(sub)
     return p, options
@@ -265,31 +299,59 @@ def _output_prefix(out: str, workdir: str, name: str = "sample") -> str:
     return prefix
 
 
+def _check_source(args: argparse.Namespace) -> None:
+    """The cheap checks of the model's source before any work: a readable config.json of --workdir, or a
+    known --pretrained NAME with a readable sidecar."""
+    if args.pretrained is not None:
+        from gm_jax.pretrained import read_sidecar
+
+        read_sidecar(args.pretrained)
+    else:
+        from gm_jax.train.workdir import read_config
+
+        read_config(args.workdir)
+
+
+def _load_model(args: argparse.Namespace) -> tuple[Any, Any, tuple[float, float]]:
+    """``(family, sampling parameters, the data's value range)`` of --pretrained NAME (weights verified by
+    sha256) or of --workdir DIR (newest verified checkpoint)."""
+    if args.pretrained is not None:
+        from gm_jax.pretrained.loading import load_model
+
+        model = load_model(args.pretrained)
+        return model.family, model.params, model.spec.value_range
+    from gm_jax.train.workdir import load_workdir
+
+    run, state = load_workdir(args.workdir)
+    return run.family, state.sampling_params(), run.pipeline.spec.value_range
+
+
 def cmd_sample(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     import numpy as np
 
     from gm_jax.train.images import save_prompt_grid, save_samples
-    from gm_jax.train.workdir import draw_samples, load_workdir, read_config
+    from gm_jax.train.workdir import draw_samples
 
     _require_int("num", args.num, 1)
     given = _given_options(args, options)
     prompts = _prompts(args)
-    read_config(args.workdir)  # a missing or garbage config.json fails before any work
-    prefix = _output_prefix(args.out, args.workdir)
-    run, state = load_workdir(args.workdir)
-    if not run.family.can_sample:
-        raise ConfigError(f"family {run.family.name!r} cannot sample; it is evaluated with `gm-jax eval`")
-    given = run.family.check_sample_options(given)
-    text = _text_conditioning(run.family, prompts, args.negative_prompt)
+    _check_source(args)  # a missing or garbage config.json, an unknown pretrained name: before any work
+    default = os.path.join(f"samples_{args.pretrained}", "sample") if args.pretrained is not None else ""
+    prefix = _output_prefix(args.out or default, args.workdir or "")
+    family, params, value_range = _load_model(args)
+    if not family.can_sample:
+        raise ConfigError(f"family {family.name!r} cannot sample; it is evaluated with `gm-jax eval`")
+    given = family.check_sample_options(given)
+    text = _text_conditioning(family, prompts, args.negative_prompt)
     t0 = time.perf_counter()
-    x, info = draw_samples(run.family, state.sampling_params(), args.seed, args.num, **given, **text)
+    x, info = draw_samples(family, params, args.seed, args.num, **given, **text)
     seconds = time.perf_counter() - t0
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     if prompts:
-        save_prompt_grid(x, prompts, prefix + ".png", run.pipeline.spec.value_range)
+        save_prompt_grid(x, prompts, prefix + ".png", value_range)
         info = {**info, "prompts": prompts}
     else:
-        save_samples(x, prefix + ".png", run.pipeline.spec.value_range)
+        save_samples(x, prefix + ".png", value_range)
     np.savez(prefix + ".npz", samples=x, **{k: np.asarray(v) for k, v in info.items()})
     print(json.dumps({"num": args.num, "seconds_incl_compile": round(seconds, 3), **info,
                       "png": prefix + ".png", "npz": prefix + ".npz"}))
@@ -396,7 +458,7 @@ def cmd_edit(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
 def cmd_eval(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     from gm_jax.train.loop import check_finite_metrics, evaluate
     from gm_jax.train.quality import parse_metrics, sample_quality
-    from gm_jax.train.workdir import check_writable, load_workdir, read_config
+    from gm_jax.train.workdir import check_writable, load_workdir
 
     names = parse_metrics(args.metrics)
     _require_int("num_batches", args.num_batches, 0)
@@ -406,9 +468,15 @@ def cmd_eval(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     if given and not names:
         raise ConfigError(f"--{sorted(given)[0]} applies to the sample-quality metrics; add --metrics fid,... "
                           "or drop it")
-    read_config(args.workdir)
-    check_writable(args.workdir)
-    run, state = load_workdir(args.workdir)
+    _check_source(args)
+    out = args.out or (args.workdir if args.pretrained is None else f"eval_{args.pretrained}")
+    check_writable(out, *(("output folder", "--out") if args.out or args.pretrained else ()))
+    if args.pretrained is not None:
+        from gm_jax.pretrained.loading import pretrained_run
+
+        run, state = pretrained_run(args.pretrained)
+    else:
+        run, state = load_workdir(args.workdir)
     if names and not run.family.can_sample:
         raise ConfigError(f"family {run.family.name!r} cannot sample, so it has no {names[0]}; drop --metrics")
     if names:
@@ -416,16 +484,38 @@ def cmd_eval(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     results: dict = {"step": int(state.step), **evaluate(run, state, args.num_batches)}
     check_finite_metrics({k: v for k, v in results.items() if k != "step"}, int(state.step))
     if names:
-        figure = os.path.join(args.workdir, "nearest_neighbours.png")
+        figure = os.path.join(out, "nearest_neighbours.png")
         quality = sample_quality(run, state, names, args.num, args.seed, figure_path=figure, **given)
         check_finite_metrics({k: v["value"] for k, v in quality["metrics"].items()}, int(state.step),
                              "sample-quality")
         results["sample_quality"] = {**quality, "nearest_neighbours_png": figure}
-    path = os.path.join(args.workdir, "eval.json")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "eval.json")
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
     os.replace(path + ".tmp", path)
     print(json.dumps(results))
+    return 0
+
+
+def cmd_pretrained(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import shlex
+
+    from gm_jax.pretrained import format_table, models
+
+    if args.pretrained_command == "list":
+        print(format_table(models()))
+        return 0
+    from gm_jax.pretrained.export import export_run
+
+    sidecar = export_run(args.workdir, args.name, args.dtype, args.out or None, num_batches=args.num_batches,
+                         check_num=args.check_num, headline=args.headline or None,
+                         train_command=args.train_command or None, train_cpu_seconds=args.train_cpu_seconds,
+                         export_command="gm-jax " + shlex.join(argv))
+    print(json.dumps({"name": sidecar["name"], "family": sidecar["family"], "storage_dtype": sidecar["storage_dtype"],
+                      "size_bytes": sidecar["size_bytes"], "headline": sidecar["metrics"]["headline"],
+                      "check": {k: sidecar["check"][k] for k in ("metric", "value", "num_images")},
+                      "sha256": sidecar["sha256"]}))
     return 0
 
 
@@ -481,7 +571,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dispatch(args: argparse.Namespace, overrides: list[str], options: dict[str, list[Option]]) -> int:
+def _dispatch(args: argparse.Namespace, overrides: list[str], options: dict[str, list[Option]],
+              argv: Sequence[str] = ()) -> int:
     if args.command == "train":
         return cmd_train(args, overrides)
     if args.command == "sample":
@@ -494,6 +585,8 @@ def _dispatch(args: argparse.Namespace, overrides: list[str], options: dict[str,
         return cmd_eval(args, options)
     if args.command == "bench":
         return cmd_bench(args)
+    if args.command == "pretrained":
+        return cmd_pretrained(args, argv)
     return cmd_data(args)
 
 
@@ -510,11 +603,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(rest)
         if overrides and args.command != "train":
             raise ConfigError(f"--config.* overrides apply to `gm-jax train` only, not `{args.command}`")
-        if args.command in ("train", "sample", "restore", "edit", "eval"):
+        if args.command in ("train", "sample", "restore", "edit", "eval", "pretrained"):
             from gm_jax.train.compile_cache import enable_compilation_cache
 
             enable_compilation_cache()
-        return _dispatch(args, overrides, options)
+        return _dispatch(args, overrides, options, rest)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed as one line)
         return int(e.code or 0)
     except GmJaxError as e:

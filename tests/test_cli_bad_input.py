@@ -14,6 +14,7 @@ from tests.test_cli import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 VAE = str(ROOT / "experiments" / "configs" / "vae.py")
+PRETRAINED = "vae_fashion_mnist_small"  # shipped in gm_jax/pretrained/weights
 
 
 def tree_hash(folder: Path) -> dict[str, str]:
@@ -274,6 +275,35 @@ CASES = [
                                     "{B}/cifar_garbage"], "cifar"),
     ("data_prepare_data_dir_under_file", ["data", "prepare", "mnist", "--data_dir", "{B}/a_file/tfds",
                                           "--source_dir", "{B}/idx_garbage"], "not writable"),
+    # a shipped pretrained model instead of a work directory; exporting a run as one
+    ("sample_pretrained_unknown", ["sample", "--pretrained", "nope", "--out", "{B}/o"], "unknown pretrained model"),
+    ("sample_pretrained_and_workdir", ["sample", "--pretrained", PRETRAINED, "--workdir", "{B}/run"],
+     "not allowed with argument"),
+    ("sample_no_workdir_nor_pretrained", ["sample", "--num", "4"], "--workdir --pretrained is required"),
+    ("sample_pretrained_num_zero", ["sample", "--pretrained", PRETRAINED, "--num", "0"], "--num must be >= 1"),
+    ("sample_pretrained_out_under_file", ["sample", "--pretrained", PRETRAINED, "--out", "{B}/a_file/s"],
+     "not writable"),
+    ("sample_pretrained_flag_not_taken", ["sample", "--pretrained", PRETRAINED, "--num", "2", "--guidance", "2"],
+     "guidance"),
+    ("eval_pretrained_unknown", ["eval", "--pretrained", "nope"], "unknown pretrained model"),
+    ("eval_pretrained_and_workdir", ["eval", "--pretrained", PRETRAINED, "--workdir", "{B}/run"],
+     "not allowed with argument"),
+    ("eval_pretrained_out_under_file", ["eval", "--pretrained", PRETRAINED, "--out", "{B}/a_file/e"], "not writable"),
+    ("pretrained_no_subcommand", ["pretrained"], "required"),
+    ("pretrained_export_no_config", ["pretrained", "export", "--workdir", "{B}/empty", "--name", "x", "--out",
+                                     "{B}/g"], "no config.json"),
+    ("pretrained_export_garbage_config", ["pretrained", "export", "--workdir", "{B}/garbage_run", "--name", "x",
+                                          "--out", "{B}/g"], "not a valid gm_jax config"),
+    ("pretrained_export_no_checkpoint", ["pretrained", "export", "--workdir", "{B}/nockpt_run", "--name", "x",
+                                         "--out", "{B}/g"], "has no checkpoint"),
+    ("pretrained_export_bad_name", ["pretrained", "export", "--workdir", "{B}/run", "--name", "Bad-Name", "--out",
+                                    "{B}/g"], "not valid"),
+    ("pretrained_export_bad_dtype", ["pretrained", "export", "--workdir", "{B}/run", "--name", "x", "--dtype",
+                                     "float64", "--out", "{B}/g"], "--dtype must be one of"),
+    ("pretrained_export_out_under_file", ["pretrained", "export", "--workdir", "{B}/run", "--name", "x", "--out",
+                                          "{B}/a_file/g"], "not writable"),
+    ("pretrained_export_unknown_headline", ["pretrained", "export", "--workdir", "{B}/run", "--name", "x", "--out",
+                                            "{B}/g", "--headline", "fid"], "is not a metric of this model"),
     # bench
     ("bench_no_subcommand", ["bench"], "required"),
     ("bench_train_unknown_config", ["bench", "train", "--quick", "--configs", "nope.py", "--out", "{B}/bench"],
