@@ -1,0 +1,225 @@
+"""The pretrained gallery: the shipped model's recorded metric recomputed from its weights, export -> load round
+trips (float32 bit for bit, float16 within half precision, EMA parameters when the run keeps them), one clear
+line for every damaged file or unknown name, and the CLI (`pretrained list`, `sample --pretrained`,
+`eval --pretrained`, `pretrained export`)."""
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import gm_jax.pretrained
+from gm_jax.cli import main
+from gm_jax.core.errors import CheckpointError, ConfigError
+from gm_jax.pretrained import gallery, loading
+from gm_jax.train.workdir import load_workdir
+from tests.conftest import tiny_run_flags
+
+ROOT = Path(__file__).resolve().parents[1]
+VAE = str(ROOT / "experiments" / "configs" / "vae.py")
+SHIPPED = "vae_fashion_mnist_small"
+TINY_VAE = ["--config.model.channels=(4,8)", "--config.model.latent_dim=2", "--config.model.eval_iwae_k=2",
+            "--config.model.iwae_chunk=2"]
+
+
+def leaves(tree):
+    return [np.asarray(a) for a in jax.tree.leaves(tree)]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The shipped model
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_shipped_models_are_listed_with_their_provenance():
+    assert SHIPPED in gm_jax.pretrained.names()
+    total = 0
+    for row in gm_jax.pretrained.models():
+        sidecar = gm_jax.pretrained.read_sidecar(row.name)
+        assert row.size_bytes == sidecar["size_bytes"] < 2_000_000, row
+        total += row.size_bytes
+        assert row.metric == sidecar["metrics"]["headline"]["name"] and np.isfinite(row.value)
+        assert sidecar["train_cpu_seconds"] > 0 and "gm-jax train" in sidecar["train_command"]
+        assert sidecar["export_command"].startswith("gm-jax pretrained export")
+        assert sidecar["train_steps"] == sidecar["config"]["train"]["num_steps"]
+    assert total < 4_000_000  # a few MB for the whole package
+
+
+def test_shipped_vae_reproduces_its_check_metric():
+    """The sidecar's check number (bits/dim of the first eval images, fixed key) is recomputed from the shipped
+    weights: a drift of the weights or of the VAE's code breaks it."""
+    sidecar = gm_jax.pretrained.read_sidecar(SHIPPED)
+    check = sidecar["check"]
+    assert check["metric"] == "bits_per_dim" and check["num_images"] >= 64
+    recorded, recomputed = loading.recompute_check(SHIPPED)
+    assert recorded == check["value"]
+    assert abs(recomputed - recorded) <= check["rtol"] * abs(recorded), (recorded, recomputed)
+    # ... and it is close to the headline number over the whole eval split (same metric, fewer images)
+    assert abs(recomputed - sidecar["metrics"]["headline"]["value"]) < 0.25
+
+
+def test_check_metric_detects_drifted_weights():
+    model = loading.load_model(SHIPPED)
+    check = model.sidecar["check"]
+    images = loading.eval_pipeline(model.config).eval_images(16)
+    args = (images, check["seed"], check["threefry_partitionable"])
+    base = loading.check_metric(model.family, model.params, *args)[check["metric"]]
+    drifted = jax.tree.map(lambda a: a * 1.01, model.params)
+    moved = loading.check_metric(model.family, drifted, *args)[check["metric"]]
+    assert abs(moved - base) > 10 * check["rtol"] * abs(base), (base, moved)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Export -> load round trips on tiny runs
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, data_dir):
+    """Two finished 2-step tiny VAE runs: without EMA, and with EMA (decay 0.5, so EMA differs from params)."""
+    base = tmp_path_factory.mktemp("pretrained_runs")
+    plain, ema = str(base / "plain"), str(base / "ema")
+    assert main(["train", VAE, "--workdir", plain, *tiny_run_flags(data_dir), *TINY_VAE]) == 0
+    assert main(["train", VAE, "--workdir", ema, *tiny_run_flags(data_dir), *TINY_VAE,
+                 "--config.optim.ema_decay=0.5"]) == 0
+    return plain, ema
+
+
+def test_cli_export_then_load_is_bit_identical_in_float32(tiny_runs, tmp_path, capsys):
+    plain, _ = tiny_runs
+    out = tmp_path / "gallery"
+    argv = ["pretrained", "export", "--workdir", plain, "--name", "tiny", "--out", str(out), "--check_num", "16",
+            "--num_batches", "1",
+            "--train_command", "gm-jax train vae.py (tiny)", "--train_cpu_seconds", "1.5"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    sidecar = json.loads((out / "tiny.json").read_text())
+    assert printed["sha256"] == sidecar["sha256"] and sidecar["storage_dtype"] == "float32"
+    assert sidecar["train_cpu_seconds"] == 1.5 and sidecar["export_command"] == "gm-jax " + shlex.join(argv)
+    assert sidecar["params"] == "params" and sidecar["train_steps"] == 2 and sidecar["family"] == "vae"
+    assert (out / "tiny.msgpack").stat().st_size == sidecar["size_bytes"]
+    family, params = gm_jax.pretrained.load("tiny", out)
+    _, state = load_workdir(plain)
+    want = leaves(state.sampling_params())
+    got = leaves(params)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape and np.array_equal(g, w)
+    # the recorded metrics are those of the run's own final evaluation (one eval batch, same key)
+    final = json.loads((Path(plain) / "final.json").read_text())
+    assert sidecar["metrics"]["eval"]["eval/bits_per_dim"] == pytest.approx(final["eval/bits_per_dim"], rel=1e-6)
+    recorded, recomputed = loading.recompute_check("tiny", out)
+    assert recomputed == pytest.approx(recorded, rel=sidecar["check"]["rtol"])
+    x, info = family.sample(params, jax.random.key(0), 3)
+    assert np.asarray(x).shape == (3, 28, 28, 1) and np.all(np.isfinite(np.asarray(x)))
+
+
+def test_export_stores_ema_parameters_in_float16(tiny_runs, tmp_path):
+    from gm_jax.pretrained.export import export_run
+
+    _, ema = tiny_runs
+    sidecar = export_run(ema, "tiny_ema", "float16", tmp_path, check_num=16)
+    assert sidecar["params"] == "ema_params" and sidecar["storage_dtype"] == "float16"
+    assert "float16" in sidecar["storage_note"] and "eval/bits_per_dim" in sidecar["metrics"]["float32"]
+    _, params = gm_jax.pretrained.load("tiny_ema", tmp_path)
+    _, state = load_workdir(ema)
+    got, want, raw = leaves(params), leaves(state.ema_params), leaves(state.params)
+    assert any(not np.array_equal(w, r) for w, r in zip(want, raw, strict=True))  # EMA differs from params
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g, w.astype(np.float16).astype(np.float32))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Damaged files and unknown names
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def copy_of_shipped(tmp_path):
+    for path in gallery.paths(SHIPPED):
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path, tmp_path / f"{SHIPPED}.msgpack"
+
+
+def test_flipped_byte_is_one_line_naming_the_file(copy_of_shipped):
+    folder, path = copy_of_shipped
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="corrupt") as e:
+        gm_jax.pretrained.load(SHIPPED, folder)
+    assert str(path) in str(e.value) and "reinstall" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_truncated_file_is_one_line(copy_of_shipped):
+    folder, path = copy_of_shipped
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated") as e:
+        gm_jax.pretrained.load(SHIPPED, folder)
+    assert str(path) in str(e.value) and "1000 bytes" in str(e.value)
+
+
+def test_missing_file_is_one_line(copy_of_shipped):
+    folder, path = copy_of_shipped
+    path.unlink()
+    with pytest.raises(CheckpointError, match="missing") as e:
+        gm_jax.pretrained.load(SHIPPED, folder)
+    assert str(path) in str(e.value) and "export" in str(e.value)
+
+
+def test_garbage_sidecar_is_one_line(copy_of_shipped):
+    folder, _ = copy_of_shipped
+    (folder / f"{SHIPPED}.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        gm_jax.pretrained.load(SHIPPED, folder)
+
+
+def test_unknown_name_lists_the_known_ones(copy_of_shipped):
+    folder, _ = copy_of_shipped
+    with pytest.raises(ConfigError, match=f"unknown pretrained model 'nope'; choose one of: {SHIPPED}"):
+        gm_jax.pretrained.load("nope", folder)
+    with pytest.raises(ConfigError, match="not valid"):
+        gallery.check_name("Bad-Name")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The command line
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_cli_pretrained_list_is_a_table(capsys):
+    assert main(["pretrained", "list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["name", "family", "data", "size", "headline", "metric"]
+    row = next(line for line in lines if line.startswith(SHIPPED + " "))
+    sidecar = gm_jax.pretrained.read_sidecar(SHIPPED)
+    assert f"{sidecar['size_bytes'] / 1000:.0f} kB" in row and "fashion_mnist_small" in row
+    assert f"eval/bits_per_dim = {sidecar['metrics']['headline']['value']:.4g}" in row
+
+
+def test_cli_sample_pretrained_writes_png_and_npz(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "--pretrained", SHIPPED, "--num", "4"]) == 0  # default --out samples_NAME/sample
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    prefix = tmp_path / f"samples_{SHIPPED}" / "sample"
+    assert Path(printed["png"]).resolve() == prefix.with_suffix(".png").resolve()
+    assert prefix.with_suffix(".png").stat().st_size > 0
+    samples = np.load(prefix.with_suffix(".npz"))["samples"]
+    assert samples.shape == (4, 28, 28, 1) and 0.0 <= samples.min() and samples.max() <= 1.0
+    assert main(["sample", "--pretrained", SHIPPED, "--num", "4", "--out", str(tmp_path / "again")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "again.npz")["samples"], samples)  # seeded
+
+
+def test_cli_eval_pretrained_writes_eval_json(tmp_path, capsys):
+    out = tmp_path / "ev"
+    assert main(["eval", "--pretrained", SHIPPED, "--num_batches", "1", "--out", str(out)]) == 0
+    results = json.loads((out / "eval.json").read_text())
+    sidecar = gm_jax.pretrained.read_sidecar(SHIPPED)
+    assert results["step"] == sidecar["train_steps"]
+    # one batch of 64 test images: near the headline over the whole split
+    assert abs(results["eval/bits_per_dim"] - sidecar["metrics"]["headline"]["value"]) < 0.5
