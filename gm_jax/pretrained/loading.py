@@ -146,10 +146,15 @@ def eval_pipeline(config: ml_collections.ConfigDict) -> Any:
 
 def recompute_check(name: str, weights_dir: str | os.PathLike | None = None) -> tuple[float, float]:
     """``(recorded, recomputed)`` value of the sidecar's check metric, recomputed from the shipped weights on
-    the same fixed batch, key and threefry mode."""
+    the same fixed batch (stored in the sidecar when small, else the first eval examples), key and threefry
+    mode."""
     model = load_model(name, weights_dir)
     check = model.sidecar["check"]
-    images = eval_pipeline(model.config).eval_images(int(check["num_images"]))
+    if "batch" in check:  # stored with the check (small batches)
+        layout = model.sidecar["batch_spec"]
+        images = {k: np.asarray(v, np.dtype(layout[k]["dtype"])) for k, v in check["batch"].items()}
+    else:
+        images = eval_pipeline(model.config).eval_images(int(check["num_images"]))
     values = check_metric(model.family, model.params, images, int(check["seed"]), bool(check["threefry_partitionable"]))
     return float(check["value"]), values[check["metric"]]
 
