@@ -31,6 +31,7 @@ from typing import Any
 
 from gm_jax.core.errors import ConfigError, GmJaxError
 from gm_jax.core.options import OPTION_TYPES, Option
+from gm_jax.train.declared import declared_table  # the families' options as data: no JAX import for --help
 
 TRAIN_EPILOG = """\
 Any field of the config can be overridden on the command line as --config.SECTION.FIELD=VALUE, e.g.
@@ -53,12 +54,10 @@ def _family_option_flags(p: argparse.ArgumentParser, title: str,
                          table: dict[str, tuple[list[Option], list[str]]] | None = None) -> dict[str, list[Option]]:
     """One flag per option in ``table`` (name -> (declarations, families); default every sampling option
     any family declares); returns name -> its declarations."""
-    from gm_jax.train.families import all_sample_options
-
     group = p.add_argument_group(title, "generated from the families' declarations; the loaded model "
                                         "accepts only its own (an unknown one is refused, naming them)")
     found: dict[str, list[Option]] = {}
-    for name, (decls, families) in sorted((all_sample_options() if table is None else table).items()):
+    for name, (decls, families) in sorted((declared_table("sample") if table is None else table).items()):
         found[name] = decls
         helps = sorted({d.help_text() for d in decls})
         group.add_argument(f"--{name}", type=OPTION_TYPES[decls[0].kind], default=None,
@@ -116,7 +115,7 @@ def _add_restore(sub: Any, with_options: bool) -> dict[str, list[Option]]:
     r.add_argument("--num", type=int, default=4, help="restorations per input image (>= 1)")
     r.add_argument("--seed", type=int, default=0, help="seeds the measurement noise, a random mask and the sampler")
     r.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/restore_TASK)")
-    return _family_option_flags(r, "restoration options", _declared_table("restore")) if with_options else {}
+    return _family_option_flags(r, "restoration options", declared_table("restore")) if with_options else {}
 
 
 def _add_edit(sub: Any, with_options: bool) -> dict[str, list[Option]]:
@@ -130,13 +129,7 @@ def _add_edit(sub: Any, with_options: bool) -> dict[str, list[Option]]:
     e.add_argument("--num", type=int, default=None, help="edits per input image (>= 1; default 4, 1 with --invert)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/edit)")
-    return _family_option_flags(e, "editing options", _declared_table("edit")) if with_options else {}
-
-
-def _declared_table(command: str) -> dict[str, tuple[list[Option], list[str]]]:
-    from gm_jax.train.families import all_edit_options, all_restore_options
-
-    return all_restore_options() if command == "restore" else all_edit_options()
+    return _family_option_flags(e, "editing options", declared_table("edit")) if with_options else {}
 
 
 def _add_eval(sub: Any, with_options: bool) -> dict[str, list[Option]]:
@@ -209,6 +202,9 @@ def _add_bench(sub: Any) -> None:
     bs.add_argument("--quality_projections", type=int, default=0,
                     help="fixed directions of the sliced W2 to the exact mixture (default 64)")
     bs.add_argument("--no_python_baseline", action="store_true", help="skip the Python-stepped baseline")
+    bs.add_argument("--per_step_only", action="store_true",
+                    help="only the per-step cost beyond the network (with diffusers' schedulers when torch and "
+                         "diffusers are installed) and the PRNG implementations: no network timing, no quality")
     bt.add_argument("--configs", default="", help="config files under experiments/configs, comma-separated")
     bt.add_argument("--k", type=int, default=0, help="steps fused per call (default 4 quick, 10 full)")
     bt.add_argument("--scaling", default="", help="configs to run over 1, 2, 8 devices (default: the first)")
@@ -326,15 +322,24 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any, tuple[float, float]
     return run.family, state.sampling_params(), run.pipeline.spec.value_range
 
 
+def _start_jax() -> None:
+    """JAX's persistent compilation cache, set up once the cheap checks of a command have passed (importing
+    JAX costs seconds that an argument error need not pay)."""
+    from gm_jax.train.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()
+
+
 def cmd_sample(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
+    _require_int("num", args.num, 1)
+    given = _given_options(args, options)
+    prompts = _prompts(args)
+    _start_jax()
     import numpy as np
 
     from gm_jax.train.images import save_prompt_grid, save_samples
     from gm_jax.train.workdir import draw_samples
 
-    _require_int("num", args.num, 1)
-    given = _given_options(args, options)
-    prompts = _prompts(args)
     _check_source(args)  # a missing or garbage config.json, an unknown pretrained name: before any work
     default = os.path.join(f"samples_{args.pretrained}", "sample") if args.pretrained is not None else ""
     prefix = _output_prefix(args.out or default, args.workdir or "")
@@ -456,15 +461,16 @@ def cmd_edit(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
+    _require_int("num_batches", args.num_batches, 0)
+    given = _given_options(args, options)
+    _start_jax()
     from gm_jax.train.loop import check_finite_metrics, evaluate
     from gm_jax.train.quality import parse_metrics, sample_quality
     from gm_jax.train.workdir import check_writable, load_workdir
 
     names = parse_metrics(args.metrics)
-    _require_int("num_batches", args.num_batches, 0)
     if names:
         _require_int("num", args.num, 2)
-    given = _given_options(args, options)
     if given and not names:
         raise ConfigError(f"--{sorted(given)[0]} applies to the sample-quality metrics; add --metrics fid,... "
                           "or drop it")
@@ -559,7 +565,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              quality_num=args.quality_num, quality_samplers=args.quality_samplers,
                              python_baseline=not args.no_python_baseline, num_timesteps=args.num_timesteps,
                              min_time=args.min_time, quality_seeds=args.quality_seeds,
-                             quality_projections=args.quality_projections)
+                             quality_projections=args.quality_projections, per_step_only=args.per_step_only)
         payload = run_sampler_bench(grid, args.out, args.quick, args.workdir, log=log)
     else:
         payload = run_train_bench(args.out, args.quick, args.configs, args.k, args.repeats, args.scaling,
@@ -603,10 +609,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(rest)
         if overrides and args.command != "train":
             raise ConfigError(f"--config.* overrides apply to `gm-jax train` only, not `{args.command}`")
-        if args.command in ("train", "sample", "restore", "edit", "eval", "pretrained"):
-            from gm_jax.train.compile_cache import enable_compilation_cache
-
-            enable_compilation_cache()
+        if args.command in ("train", "restore", "edit", "pretrained"):  # sample, eval: after their checks
+            _start_jax()
         return _dispatch(args, overrides, options, rest)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed as one line)
         return int(e.code or 0)

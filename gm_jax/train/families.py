@@ -72,26 +72,10 @@ def build_family(config: Any, spec: DataSpec, inputs: FamilyInputs | None = None
     return family_module(config.model.family).make_family(config, spec, inputs or FamilyInputs())
 
 
-def all_sample_options() -> dict[str, tuple[list[Option], list[str]]]:
-    """For the CLI: every sampling option any family declares, name -> (its declarations, the family names
-    that declare it). A value is acceptable before a model is loaded when one declaration accepts it."""
-    return declared_options("SAMPLE_OPTIONS")
-
-
-def all_restore_options() -> dict[str, tuple[list[Option], list[str]]]:
-    """For the CLI: every restoration option a family module declares (its ``RESTORE_OPTIONS``)."""
-    return declared_options("RESTORE_OPTIONS")
-
-
-def all_edit_options() -> dict[str, tuple[list[Option], list[str]]]:
-    """For the CLI: every editing option a family module declares (its ``EDIT_OPTIONS``)."""
-    return declared_options("EDIT_OPTIONS")
-
-
 def declared_options(attribute: str) -> dict[str, tuple[list[Option], list[str]]]:
     """Every option of the family modules' table ``attribute`` (``SAMPLE_OPTIONS``, ``RESTORE_OPTIONS``,
     ``EDIT_OPTIONS``), name -> (its declarations, the families that declare it); a module without the table
-    declares nothing."""
+    declares nothing. The CLI reads these through their JSON snapshot (:mod:`gm_jax.train.declared`)."""
     out: dict[str, tuple[list[Option], list[str]]] = {}
     for name in sorted(FAMILIES):
         for o in getattr(family_module(name), attribute, ()):
