@@ -40,6 +40,7 @@ class SamplerGrid:
     per_step_python_baseline: bool = True
     prng: bool = True
     diffusers: bool = True
+    network_timing: bool = True
 
 
 # Issue 18's per-step cost beyond the network of every registered sampler (negligible denoiser, batch
@@ -94,8 +95,9 @@ def raise_config(message: str) -> None:
 def apply_options(grid: SamplerGrid, nets: str = "", samplers: str = "", steps: str = "", batches: str = "",
                   repeats: int = 0, quality_steps: str = "", quality_num: int = 0, quality_samplers: str = "",
                   python_baseline: bool = True, num_timesteps: int = 0, min_time: float = -1.0,
-                  quality_seeds: int = 0, quality_projections: int = 0) -> SamplerGrid:
-    """Command-line overrides of a grid (empty / 0: keep the grid's value)."""
+                  quality_seeds: int = 0, quality_projections: int = 0, per_step_only: bool = False) -> SamplerGrid:
+    """Command-line overrides of a grid (empty / 0: keep the grid's value). ``per_step_only``: only issue 18's
+    per-step section and the PRNG section (no network timing, no quality or FID vs NFE)."""
     from gm_jax.bench.samplers import NETS
     from gm_jax.diffusion.samplers import sampler_names
 
@@ -140,6 +142,8 @@ def apply_options(grid: SamplerGrid, nets: str = "", samplers: str = "", steps: 
                 f"--num_timesteps must be >= the largest --steps, got {num_timesteps}")
         g.num_timesteps = num_timesteps
     g.python_baseline = python_baseline
+    if per_step_only:
+        g.network_timing, g.quality_steps = False, ()
     if min_time >= 0:
         g.min_time = float(min_time)
     return g
@@ -153,7 +157,7 @@ def _timing(grid: SamplerGrid, out: str, env: dict[str, Any], log: Any) -> list[
     from gm_jax.bench.samplers import bench_chain, forward_cost, make_net
 
     timing: list[dict[str, Any]] = []
-    for net_name in grid.nets:
+    for net_name in grid.nets if grid.network_timing else ():
         setup = make_net(net_name)
         for batch in grid.batches[net_name]:
             fwd = forward_cost(setup, batch, grid.guidance, grid.repeats, grid.num_timesteps)
@@ -249,6 +253,7 @@ def run_sampler_bench(grid: SamplerGrid, out: str, quick: bool, workdir: str = "
     from gm_jax.bench import report
     from gm_jax.bench.timing import environment
 
+    require(not (workdir and not grid.network_timing), "--per_step_only takes no --workdir (FID vs NFE is off)")
     if workdir:  # a run that cannot be benchmarked fails before anything is written
         from gm_jax.core.options import option_names
         from gm_jax.train.families import family_module

@@ -79,7 +79,10 @@ PER_STEP_COLUMNS = [("sampler", "sampler"), ("stochastic", "stochastic"), ("step
                     ("noise_step_us", "one draw µs"),
                     ("step_over_noise", "÷ its noise"), ("step_over_one_draw", "÷ one draw"),
                     ("python_step_us", "Python-stepped µs/step"), ("python_over_fused", "Python ÷ fused"),
-                    ("diffusers_step_us", "diffusers µs/step"), ("fused_over_diffusers", "fused ÷ diffusers")]
+                    ("diffusers_step_us", "diffusers µs/step"), ("fused_over_diffusers", "fused ÷ diffusers"),
+                    ("diffusers_threads", "diffusers threads"), ("diffusers_1thread_step_us", "diffusers 1 thread"),
+                    ("diffusers_all_threads_step_us", "diffusers all threads"),
+                    ("diffusers_noise_draw_us", "torch draw µs")]
 PRNG_COLUMNS = [("impl", "key impl"), ("threefry_partitionable", "threefry partitionable"), ("draw", "draw"),
                 ("batch_independent", "batch-size independent"), ("draw_us", "µs/draw"),
                 ("draw_cpu_us", "µs/draw (CPU time)"), ("draw_over_default", "÷ library default"),

@@ -617,6 +617,28 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b is not None and a > 0 and b > 0 else None
 
 
+def _diffusers_by_threads(d: dict[str, Any]) -> dict[str, Any]:
+    """diffusers' per-step cost with torch on 1 thread and on the most threads measured (every core), the
+    count of the faster, and the torch noise draw's cost at that count."""
+    by = d.get("by_threads") or {}
+    most = by[max(by, key=int)] if by else {}
+    return {"diffusers_1thread_step_s": by.get("1", {}).get("step_s"),
+            "diffusers_all_threads_step_s": most.get("step_s"), "diffusers_threads": d.get("torch_threads"),
+            "diffusers_noise_draw_s": d.get("noise_draw_s")}
+
+
+def _diffusers_status(recs: dict[str, dict[str, Any]]) -> str:
+    """How diffusers' column was measured (versions, torch threads), for the report."""
+    ok = [r for r in recs.values() if r.get("status") == "ok"]
+    if not ok:
+        return "measured: no scheduler ran" if recs else "measured: no registered sampler has a counterpart"
+    r = ok[0]
+    counts = " and ".join(r["by_threads"])
+    return (f"measured with diffusers {r['diffusers_version']}, torch {r['torch_version']} on {counts} thread(s), "
+            f"each scheduler at its faster count; the Python loop's cost per step less its ε = x/2 multiplies, "
+            f"ε-prediction, trailing timesteps ({len(ok)} of {len(recs)} schedulers ran)")
+
+
 def per_step_costs(samplers: Sequence[str] | None = None, batch: int = 64, shape: tuple[int, ...] = (28, 28, 1),
                    steps: tuple[int, int] = (2, 12), padding: int = 100, repeats: int = 7, min_total_s: float = 0.1,
                    python_baseline: bool = True, diffusers: bool = True, num_timesteps: int = 1000,
@@ -651,28 +673,44 @@ def per_step_costs(samplers: Sequence[str] | None = None, batch: int = 64, shape
                  step_over_one_draw=_ratio(r["step_s"], r["noise_step_s"]),
                  step_over_noise=_ratio(r["step_s"], r["noise_draws_per_step"] * r["noise_step_s"])
                  if r["stochastic"] else None,
-                 diffusers_step_s=d.get("step_s"), fused_over_diffusers=_ratio(r["step_s"], d.get("step_s")))
+                 diffusers_step_s=d.get("step_s"), fused_over_diffusers=_ratio(r["step_s"], d.get("step_s")),
+                 **_diffusers_by_threads(d))
     draws = [r["noise_step_s"] for r in records]
     noise = {"noise_step_s": float(np.median(draws)), "noise_step_min_s": float(np.min(draws)),
              "noise_step_max_s": float(np.max(draws)),
              "noise_step_cpu_s": float(np.median([r["noise_step_cpu_s"] for r in records]))}
-    status = ("off" if not diffusers else "measured" if diffusers_available()
+    status = ("off" if not diffusers else _diffusers_status(torch_recs) if diffusers_available()
               else "not measured: torch and diffusers are not installed (the optional extra: pip install '.[torch]')")
     return {"noise": noise, "records": records, "diffusers": torch_recs, "diffusers_status": status}
 
 
-# gm_jax sampler: (diffusers scheduler class, its options, whether its step draws noise — then it is passed a
-# torch.Generator) for the samplers with a direct counterpart; each is built on the linear β schedule of T = 1000
-# with ε-prediction, the model output being the negligible denoiser's.
-DIFFUSERS_SCHEDULERS: dict[str, tuple[str, dict[str, Any], bool]] = {
-    "ddpm": ("DDPMScheduler", {}, True), "ddim": ("DDIMScheduler", {}, False),
-    "euler": ("EulerDiscreteScheduler", {}, False), "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}, True),
-    "heun": ("HeunDiscreteScheduler", {}, False),
-    "dpm_solver_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, False),
-    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, True),
-    "lms": ("LMSDiscreteScheduler", {}, False), "unipc": ("UniPCMultistepScheduler", {}, False),
-    "deis": ("DEISMultistepScheduler", {}, False),
+# gm_jax sampler: (diffusers scheduler class, its constructor options, its ``step`` options, whether its step
+# draws noise — then it is passed a torch.Generator) for the samplers with a true counterpart in diffusers 0.42:
+# the same update rule and order with the options the bench runs ours with (DDPM's posterior variance is
+# diffusers' "fixed_small"; DDIM at η = 0; LMS of order 4; DEIS, UniPC (B2, with its corrector) and
+# DPM-Solver++(3M) SDE of order 3). Each is built on the linear β schedule of T = 1000 with ε-prediction and
+# "trailing" timesteps (our grid's spacing), x̂_0 not clipped (our negligible denoiser does not clip).
+# No counterpart: DPM-Solver++(2S) ancestral (diffusers' singlestep solver draws no noise; KDPM2Ancestral is
+# DPM-Solver-2), EDM's stochastic sampler (Heun with churn; diffusers' Euler churns with Euler steps), PC,
+# annealed Langevin, restart sampling and the adaptive Dormand–Prince solver.
+DIFFUSERS_SCHEDULERS: dict[str, tuple[str, dict[str, Any], dict[str, Any], bool]] = {
+    "ddpm": ("DDPMScheduler", {"clip_sample": False, "variance_type": "fixed_small"}, {}, True),
+    "ddim": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": True}, {"eta": 0.0}, False),
+    "euler": ("EulerDiscreteScheduler", {}, {}, False),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}, {}, True),
+    "heun": ("HeunDiscreteScheduler", {}, {}, False),
+    "dpm_solver_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, {},
+                      False),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, {},
+                     True),
+    "dpmpp_3m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}, {},
+                     True),
+    "lms": ("LMSDiscreteScheduler", {}, {"order": 4}, False),
+    "unipc": ("UniPCMultistepScheduler", {"solver_order": 3, "solver_type": "bh2"}, {}, False),
+    "deis": ("DEISMultistepScheduler", {"solver_order": 3, "algorithm_type": "deis"}, {}, False),
 }
+DIFFUSERS_COMMON: dict[str, Any] = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4,
+                                    "beta_end": 0.02, "prediction_type": "epsilon", "timestep_spacing": "trailing"}
 
 
 def diffusers_available() -> bool:
@@ -685,56 +723,120 @@ def diffusers_available() -> bool:
     return True
 
 
-def _diffusers_loop(diffusers: Any, torch: Any, sampler: str, batch: int, shape: tuple[int, ...]) -> Callable:
-    """``run(n)``: a diffusers sampling loop of ``n`` inference steps on the scheduler of ``sampler``, the
-    model output (ε) being x/2 of the scaled model input — diffusers' own per-step work, nothing else."""
-    name, opts, noisy = DIFFUSERS_SCHEDULERS[sampler]
-    sched = getattr(diffusers, name)(num_train_timesteps=1000, beta_schedule="linear", **opts)
-    nchw = (batch, shape[-1], *shape[:-1]) if len(shape) == 3 else (batch, *shape)
+def diffusers_scheduler(diffusers: Any, sampler: str) -> Any:
+    """A fresh diffusers scheduler of ``sampler`` (:data:`DIFFUSERS_SCHEDULERS`, :data:`DIFFUSERS_COMMON`)."""
+    name, opts, _, _ = DIFFUSERS_SCHEDULERS[sampler]
+    return getattr(diffusers, name)(**DIFFUSERS_COMMON, **opts)
+
+
+def _nchw(batch: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (batch, shape[-1], *shape[:-1]) if len(shape) == 3 else (batch, *shape)
+
+
+def diffusers_loop(diffusers: Any, torch: Any, sampler: str, x_T: Any,
+                   model: Callable[[Any], Any] = lambda x: 0.5 * x) -> tuple[Callable[[int], Any], dict[int, int]]:
+    """(``run(n)``: a diffusers sampling loop of ``n`` inference steps from ``x_T`` on the scheduler of
+    ``sampler``, the model output (ε) being ``model`` of the scaled model input — diffusers' own per-step
+    work plus one multiply per model call; ``calls``: model calls of the loop of ``n`` steps, filled in by run)."""
+    _, _, step_opts, noisy = DIFFUSERS_SCHEDULERS[sampler]
+    sched = diffusers_scheduler(diffusers, sampler)
     gen = torch.Generator().manual_seed(0)
-    x_T = torch.randn(nchw, generator=gen)
+    calls: dict[int, int] = {}
 
     def run(n: int) -> Any:
         sched.set_timesteps(int(n))
+        calls[int(n)] = len(sched.timesteps)
+        extra = {**step_opts, **({"generator": gen} if noisy else {})}
         x = x_T * sched.init_noise_sigma
         with torch.no_grad():
             for t in sched.timesteps:
-                eps = 0.5 * sched.scale_model_input(x, t)
-                extra = {"generator": gen} if noisy else {}
+                eps = model(sched.scale_model_input(x, t))
                 x = sched.step(eps, t, x, **extra).prev_sample
         return x
+
+    return run, calls
+
+
+def _torch_repeat(op: Callable[[], Any]) -> Callable[[int], Any]:
+    """``run(n)``: ``op`` called ``n`` times from a Python loop (its per-call cost by the difference method)."""
+    def run(n: int) -> Any:
+        for _ in range(n):
+            y = op()
+        return y
 
     return run
 
 
+def _diffusers_threads(diffusers: Any, torch: Any, sampler: str, x_T: Any, steps: tuple[int, int],
+                       repeats: int, min_total_s: float) -> dict[str, float]:
+    """One scheduler at torch's current thread count: ``loop_step_s`` (the loop's marginal cost per step),
+    ``model_call_s`` (one x/2 multiply in torch, timed in the same rounds), ``step_s`` = loop − model calls
+    per step × model call (the scheduler alone, as our fused chain's x/2 costs nothing beyond its fusion),
+    ``noise_draw_s`` (one torch.randn of the batch with a generator: what diffusers pays for a step's noise)."""
+    lo, hi = steps
+    run, calls = diffusers_loop(diffusers, torch, sampler, x_T)
+    run(lo), run(hi)
+    model = _torch_repeat(lambda: 0.5 * x_T)
+    gen = torch.Generator().manual_seed(1)
+    noise = _torch_repeat(lambda: torch.randn(x_T.shape, generator=gen))
+    fns = [lambda: run(lo), lambda: run(hi), lambda: model(calls[lo]), lambda: model(calls[hi]),
+           lambda: noise(lo), lambda: noise(hi)]
+    with torch.no_grad():
+        t = time_interleaved(fns, repeats=repeats, min_total_s=min_total_s)
+    loop = difference_per_unit(t[0], t[1], hi - lo)
+    model_call = difference_per_unit(t[2], t[3], calls[hi] - calls[lo])
+    draw = difference_per_unit(t[4], t[5], hi - lo)
+    per_step = (calls[hi] - calls[lo]) / (hi - lo)
+    return {"step_s": loop["min_s"] - per_step * model_call["min_s"],
+            "step_median_s": loop["median_s"] - per_step * model_call["median_s"],
+            "loop_step_s": loop["min_s"], "model_call_s": model_call["min_s"], "model_calls_per_step": per_step,
+            "noise_draw_s": draw["min_s"], "step_cpu_s": loop["cpu_s"]}
+
+
+def _positive_or_inf(v: float) -> float:
+    """A timing difference to minimize: one that came out <= 0 under load is no cost and never the best."""
+    return v if v > 0 else float("inf")
+
+
 def diffusers_step_costs(samplers: Sequence[str], batch: int = 64, shape: tuple[int, ...] = (28, 28, 1),
-                         steps: tuple[int, int] = (2, 12), repeats: int = 7, min_total_s: float = 0.1
-                         ) -> dict[str, dict[str, Any]]:
-    """diffusers' per-step cost of the schedulers of :data:`DIFFUSERS_SCHEDULERS` for ``samplers`` (PyTorch
-    on this machine's CPU threads): the loop's time at ``steps[1]`` minus at ``steps[0]`` inference steps,
-    divided by the difference (``set_timesteps`` and the first step cancel), timed in interleaved rounds;
-    ``{}`` when torch or diffusers is not installed. A scheduler that fails records its error."""
+                         steps: tuple[int, int] = (2, 12), repeats: int = 7, min_total_s: float = 0.1,
+                         threads: Sequence[int] = ()) -> dict[str, dict[str, Any]]:
+    """diffusers' per-step cost of the schedulers of :data:`DIFFUSERS_SCHEDULERS` for ``samplers`` (PyTorch,
+    float32, on this machine's CPU): the loop's time at ``steps[1]`` minus at ``steps[0]`` inference steps,
+    divided by the difference (``set_timesteps`` and the first step cancel), less the model's x/2 multiplies
+    (:func:`_diffusers_threads`), timed in interleaved rounds at each torch thread count of ``threads``
+    (default: JAX's, i.e. every core — XLA:CPU's pool — then 1); the record's own values are those of the
+    fastest count (``torch_threads``: the comparison is with diffusers at its best), every count's are under
+    ``by_threads``. ``{}`` when torch or diffusers is not installed. A scheduler that fails
+    records its error."""
     if not diffusers_available():
         return {}
+    import os
+
     import diffusers
     import torch
 
+    counts = [int(t) for t in threads] or sorted({os.cpu_count() or 1, 1}, reverse=True)
+    before = torch.get_num_threads()
+    x_T = torch.randn(_nchw(batch, tuple(shape)), generator=torch.Generator().manual_seed(0))
     lo, hi = (int(s) for s in steps)
     out: dict[str, dict[str, Any]] = {}
-    for sampler in samplers:
-        if sampler not in DIFFUSERS_SCHEDULERS:
-            continue
+    for sampler in (s for s in samplers if s in DIFFUSERS_SCHEDULERS):
+        rec: dict[str, Any] = {"scheduler": DIFFUSERS_SCHEDULERS[sampler][0], "by_threads": {},
+                               "diffusers_version": diffusers.__version__, "torch_version": torch.__version__}
         try:
-            run = _diffusers_loop(diffusers, torch, sampler, batch, tuple(shape))
-            times = time_interleaved([lambda run=run: run(lo), lambda run=run: run(hi)], repeats=repeats,
-                                     min_total_s=min_total_s)
+            for n in counts:
+                torch.set_num_threads(n)
+                rec["by_threads"][str(n)] = _diffusers_threads(diffusers, torch, sampler, x_T, (lo, hi), repeats,
+                                                               min_total_s)
         except Exception as e:  # an API change in one scheduler must not lose the rest of the bench
-            out[sampler] = {"scheduler": DIFFUSERS_SCHEDULERS[sampler][0], "status": f"error: {e!r}"[:200]}
-            continue
-        d = difference_per_unit(times[0], times[1], hi - lo)
-        out[sampler] = {"scheduler": DIFFUSERS_SCHEDULERS[sampler][0], "status": "ok", "step_s": d["min_s"],
-                        "step_median_s": d["median_s"], "step_cpu_s": d["cpu_s"],
-                        "torch_threads": torch.get_num_threads(), "diffusers_version": diffusers.__version__}
+            rec["status"] = f"error: {e!r}"[:200]
+        else:
+            best = min(counts, key=lambda n: _positive_or_inf(rec["by_threads"][str(n)]["step_s"]))
+            rec.update(status="ok", torch_threads=best, **rec["by_threads"][str(best)])
+        finally:
+            torch.set_num_threads(before)
+        out[sampler] = rec
     return out
 
 
