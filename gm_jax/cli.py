@@ -2,9 +2,11 @@
 
     gm-jax train CONFIG --workdir DIR [--config.FIELD=VALUE ...]
     gm-jax sample --workdir DIR | --pretrained NAME [--num N] [--seed S] [--out PREFIX] [sampling options, see --help]
-    gm-jax restore --workdir DIR --task inpaint|superres|deblur|colourize --input IMG.png|.npz [--mask M.png |
-        --mask_kind KIND] [--scale S] [--blur_sigma B] [--method M] [--sigma_y S] [method options] [--num N]
-    gm-jax edit --workdir DIR --input IMG.png|.npz [--strength S] [--label L] [--invert] [--sampler S] [--num N]
+    gm-jax restore --workdir DIR | --pretrained NAME --task inpaint|superres|deblur|colourize --input IMG.png|.npz
+        [--mask M.png | --mask_kind KIND] [--scale S] [--blur_sigma B] [--method M] [--sigma_y S] [method options]
+        [--num N]
+    gm-jax edit --workdir DIR | --pretrained NAME --input IMG.png|.npz [--strength S] [--label L] [--invert]
+        [--sampler S] [--num N]
     gm-jax eval --workdir DIR | --pretrained NAME [--metrics fid,kid,is,prdc --num N] [--num_batches N] [--out DIR]
     gm-jax pretrained list | gm-jax pretrained export --workdir DIR --name NAME [--dtype float32|float16]
     gm-jax data prepare NAME [--data_dir DIR] [--source_dir DIR] | gm-jax data list
@@ -99,7 +101,7 @@ def _add_sample(sub: Any, with_options: bool) -> dict[str, list[Option]]:
 def _add_restore(sub: Any, with_options: bool) -> dict[str, list[Option]]:
     r = sub.add_parser("restore", help="solve a linear inverse problem with a trained image model: inpaint, "
                                        "super-resolve, deblur or colourize an input image")
-    r.add_argument("--workdir", required=True)
+    _add_source(r)
     r.add_argument("--task", required=True, help="inpaint | superres | deblur | colourize (RGB models)")
     r.add_argument("--input", required=True, help="a .png image, or an .npz with an array named images, samples "
                    "or x ([B, H, W, C] or [H, W, C]; uint8 pixels or values in the data's range)")
@@ -114,21 +116,23 @@ def _add_restore(sub: Any, with_options: bool) -> dict[str, list[Option]]:
                    "(default 1)")
     r.add_argument("--num", type=int, default=4, help="restorations per input image (>= 1)")
     r.add_argument("--seed", type=int, default=0, help="seeds the measurement noise, a random mask and the sampler")
-    r.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/restore_TASK)")
+    r.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/restore_TASK, or "
+                   "restore_NAME/restore_TASK with --pretrained NAME)")
     return _family_option_flags(r, "restoration options", declared_table("restore")) if with_options else {}
 
 
 def _add_edit(sub: Any, with_options: bool) -> dict[str, list[Option]]:
     e = sub.add_parser("edit", help="edit an input image with a trained image model: SDEdit, or DDIM inversion "
                                     "and regeneration (--invert)")
-    e.add_argument("--workdir", required=True)
+    _add_source(e)
     e.add_argument("--input", required=True, help="a .png image, or an .npz with an array named images, samples "
                    "or x")
     e.add_argument("--invert", action="store_true", help="DDIM-invert the input and regenerate it deterministically "
                    "(with --label: as that class)")
     e.add_argument("--num", type=int, default=None, help="edits per input image (>= 1; default 4, 1 with --invert)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/edit)")
+    e.add_argument("--out", default="", help="output prefix (default WORKDIR/samples/edit, or edit_NAME/edit with "
+                   "--pretrained NAME)")
     return _family_option_flags(e, "editing options", declared_table("edit")) if with_options else {}
 
 
@@ -308,18 +312,25 @@ def _check_source(args: argparse.Namespace) -> None:
         read_config(args.workdir)
 
 
-def _load_model(args: argparse.Namespace) -> tuple[Any, Any, tuple[float, float]]:
-    """``(family, sampling parameters, the data's value range)`` of --pretrained NAME (weights verified by
-    sha256) or of --workdir DIR (newest verified checkpoint)."""
+def _load_model(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """``(family, sampling parameters, data spec)`` of --pretrained NAME (weights verified by sha256) or of
+    --workdir DIR (newest verified checkpoint)."""
     if args.pretrained is not None:
         from gm_jax.pretrained.loading import load_model
 
         model = load_model(args.pretrained)
-        return model.family, model.params, model.spec.value_range
+        return model.family, model.params, model.spec
     from gm_jax.train.workdir import load_workdir
 
     run, state = load_workdir(args.workdir)
-    return run.family, state.sampling_params(), run.pipeline.spec.value_range
+    return run.family, state.sampling_params(), run.pipeline.spec
+
+
+def _default_prefix(args: argparse.Namespace, name: str, folder: str) -> str:
+    """--out, else WORKDIR/samples/NAME, else (--pretrained MODEL) FOLDER_MODEL/NAME in the current folder."""
+    if args.out or args.pretrained is None:
+        return _output_prefix(args.out, args.workdir, name)
+    return _output_prefix(os.path.join(f"{folder}_{args.pretrained}", name), "")
 
 
 def _start_jax() -> None:
@@ -341,9 +352,9 @@ def cmd_sample(args: argparse.Namespace, options: dict[str, list[Option]]) -> in
     from gm_jax.train.workdir import draw_samples
 
     _check_source(args)  # a missing or garbage config.json, an unknown pretrained name: before any work
-    default = os.path.join(f"samples_{args.pretrained}", "sample") if args.pretrained is not None else ""
-    prefix = _output_prefix(args.out or default, args.workdir or "")
-    family, params, value_range = _load_model(args)
+    prefix = _default_prefix(args, "sample", "samples")
+    family, params, spec = _load_model(args)
+    value_range = spec.value_range
     if not family.can_sample:
         raise ConfigError(f"family {family.name!r} cannot sample; it is evaluated with `gm-jax eval`")
     given = family.check_sample_options(given)
@@ -405,24 +416,21 @@ def _task_settings(args: argparse.Namespace) -> Any:
 
 def cmd_restore(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     from gm_jax.train import restore as rs
-    from gm_jax.train.workdir import load_workdir, read_config
 
     _require_int("num", args.num, 1)
     given = _given_options(args, options)
     method = rs.check_method_options(given, options["method"][0].default)
     images, settings = _task_settings(args)
-    read_config(args.workdir)
-    prefix = _output_prefix(args.out, args.workdir, f"restore_{args.task}")
+    _check_source(args)
+    prefix = _default_prefix(args, f"restore_{args.task}", "restore")
     rs.check_not_input(prefix, [args.input, args.mask])
-    run, state = load_workdir(args.workdir)
+    family, params, spec = _load_model(args)
     # the method goes to family.restore, which says what the model needs (e.g. sr3 only for SR3 models)
-    given = run.family.check_restore_options({k: v for k, v in given.items() if k != "method"})
-    spec = run.pipeline.spec
+    given = family.check_restore_options({k: v for k, v in given.items() if k != "method"})
     x = rs.images_for_spec(images, spec)
     op = rs.build_operator(settings, spec.shape)
     t0 = time.perf_counter()
-    result = rs.restore_images(run.family, state.sampling_params(), x, op, args.seed, args.num,
-                               {**given, "method": method})
+    result = rs.restore_images(family, params, x, op, args.seed, args.num, {**given, "method": method})
     seconds = time.perf_counter() - t0
     png, npz = rs.write_restoration(prefix, result, spec.value_range)
     print(json.dumps({"task": args.task, "operator": op.name, "method": method, "images": int(x.shape[0]),
@@ -433,7 +441,6 @@ def cmd_restore(args: argparse.Namespace, options: dict[str, list[Option]]) -> i
 
 def cmd_edit(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     from gm_jax.train import restore as rs
-    from gm_jax.train.workdir import load_workdir, read_config
 
     num = args.num if args.num is not None else (1 if args.invert else 4)
     _require_int("num", num, 1)
@@ -444,15 +451,14 @@ def cmd_edit(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     if args.invert and "sampler" in given:
         raise ConfigError("--invert regenerates with deterministic DDIM; drop --sampler")
     images = rs.read_input(args.input)
-    read_config(args.workdir)
-    prefix = _output_prefix(args.out, args.workdir, "edit")
+    _check_source(args)
+    prefix = _default_prefix(args, "edit", "edit")
     rs.check_not_input(prefix, [args.input])
-    run, state = load_workdir(args.workdir)
-    given = run.family.check_edit_options(given)
-    spec = run.pipeline.spec
+    family, params, spec = _load_model(args)
+    given = family.check_edit_options(given)
     x = rs.images_for_spec(images, spec)
     t0 = time.perf_counter()
-    result = rs.edit_images(run.family, state.sampling_params(), x, args.seed, num, args.invert, given)
+    result = rs.edit_images(family, params, x, args.seed, num, args.invert, given)
     seconds = time.perf_counter() - t0
     png, npz = rs.write_edits(prefix, result, spec.value_range)
     print(json.dumps({"edit": "invert" if args.invert else "sdedit", "images": int(x.shape[0]), "num": num,

@@ -121,3 +121,25 @@ def test_bad_input_after_loading_is_one_line(setup, capsys, argv, words):
     assert words in err, err
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in setup.rglob("*") if p.is_file()} == before
     assert not (setup / "bad").exists()
+
+
+def test_restore_and_edit_from_a_pretrained_model_equal_the_workdir(setup, capsys, tmp_path, monkeypatch):
+    """The run exported to a gallery (float32) restores and edits exactly as its work directory does, with the
+    default outputs under ./restore_NAME and ./edit_NAME."""
+    from gm_jax.pretrained import gallery
+    from gm_jax.pretrained.export import export_run
+
+    export_run(str(setup / "run"), "tiny_ddpm", "float32", tmp_path / "weights", num_batches=1, check_num=16)
+    monkeypatch.setattr(gallery, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.chdir(tmp_path)
+    task = ["--task", "inpaint", "--mask", str(setup / "mask.png"), "--input", str(setup / "img.png"),
+            "--method", "ddnm", "--steps", "3", "--num", "2"]
+    _, by_dir = _run(capsys, ["restore", "--workdir", str(setup / "run"), *task, "--out", str(tmp_path / "w")])
+    info, by_name = _run(capsys, ["restore", "--pretrained", "tiny_ddpm", *task])
+    assert info["png"] == os.path.join("restore_tiny_ddpm", "restore_inpaint.png")
+    np.testing.assert_array_equal(by_name["restorations"], by_dir["restorations"])
+    edit = ["--input", str(setup / "img.png"), "--strength", "0.6", "--steps", "5", "--num", "2"]
+    _, by_dir = _run(capsys, ["edit", "--workdir", str(setup / "run"), *edit, "--out", str(tmp_path / "e")])
+    info, by_name = _run(capsys, ["edit", "--pretrained", "tiny_ddpm", *edit])
+    assert info["png"] == os.path.join("edit_tiny_ddpm", "edit.png")
+    np.testing.assert_array_equal(by_name["edits"], by_dir["edits"])
