@@ -54,6 +54,8 @@ def bench(tmp_path_factory):
         # every key implementation and threefry mode, without the sequential (lax.map) draws: 2 compilations less
         variants = tuple(v for v in bench_samplers.PRNG_VARIANTS if v[2] != "per_example_map")
         mp.setattr(bench_samplers, "PRNG_VARIANTS", variants)
+        # with the torch extra installed, diffusers' column for DDIM only (all schedulers: their own test)
+        mp.setattr(bench_samplers, "DIFFUSERS_SCHEDULERS", {"ddim": bench_samplers.DIFFUSERS_SCHEDULERS["ddim"]})
         assert main(argv) == 0
     with open(os.path.join(out, "samplers.json")) as f:
         return out, json.load(f)
@@ -139,7 +141,12 @@ def test_per_step_covers_every_registered_sampler(bench):
     assert tuple(recs) == sampler_names() and len(recs) >= 16
     noise = per_step["noise"]
     assert 0 < noise["noise_step_min_s"] <= noise["noise_step_s"] <= noise["noise_step_max_s"], noise
-    assert per_step["diffusers_status"].startswith("not measured") or per_step["diffusers"]
+    if bench_samplers.diffusers_available():  # the optional torch extra (CI does not install it)
+        d = per_step["diffusers"]["ddim"]
+        assert d["status"] == "ok" and set(d["by_threads"]) >= {"1"} and d["model_calls_per_step"] == 1.0, d
+        assert recs["ddim"]["diffusers_step_s"] == d["step_s"] and "diffusers 0.42" in per_step["diffusers_status"]
+    else:
+        assert per_step["diffusers_status"].startswith("not measured") and per_step["diffusers"] == {}
     for name, r in recs.items():
         assert r["batch"] == 4 and r["shape"] == [8, 8, 1] and (r["steps_lo"], r["steps_hi"]) == (2, 130)
         assert r["finite"] and np.isfinite(r["step_s"]), r  # a difference of two timings: no sign asserted
@@ -218,3 +225,33 @@ def test_interleaved_differences():
     assert all(len(t["wall"]) == len(t["cpu"]) >= 5 for t in times)
     d = difference_per_unit(times[0], times[1], 5)
     assert 0.0008 < d["min_s"] < 0.0015 and 0.0005 < d["median_s"] < 0.002 and abs(d["cpu_s"]) < 0.0005
+
+
+def test_diffusers_counterparts():
+    """With the optional torch extra: every mapped diffusers scheduler exists in the installed diffusers,
+    takes the mapped options and steps, calling the model as often as our sampler calls the denoiser; and
+    diffusers' DDIM at η = 0 on the linear β grid ("trailing" timesteps) with ε = x/2 ends where our DDIM
+    chain with the same ε ends (float32 tolerance): the two loops the bench compares compute the same thing."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    from gm_jax.diffusion.family import configured_sampler, model_defaults
+    from gm_jax.diffusion.samplers import run_chain
+    from gm_jax.diffusion.schedules import discrete_schedule, make_grid
+
+    x_T = torch.randn((3, 1, 4, 4), generator=torch.Generator().manual_seed(0))
+    for name in bench_samplers.DIFFUSERS_SCHEDULERS:
+        run, calls = bench_samplers.diffusers_loop(diffusers, torch, name, x_T)
+        x = run(4)
+        assert x.shape == x_T.shape and bool(torch.isfinite(x).all()), name
+        assert calls[4] == expected_nfe(name, 4), (name, calls)
+    n = 10
+    run, _ = bench_samplers.diffusers_loop(diffusers, torch, "ddim", x_T)
+    theirs = run(n).numpy().transpose(0, 2, 3, 1)
+    grid = make_grid("discrete", discrete_schedule("linear", 1000), n, n)
+    eps_half = lambda x, t, alpha, sigma: (x - sigma * 0.5 * x) / alpha  # x̂_0 of ε = x/2
+    chain = configured_sampler(model_defaults(), "ddim").chain(eps_half, jax.random.key(0),
+                                                               jnp.asarray(x_T.numpy().transpose(0, 2, 3, 1)),
+                                                               grid, 0, eta=0.0)
+    ours = np.asarray(run_chain(chain, grid)[0])
+    np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5)
+    assert np.abs(theirs).max() > 1e-2  # not two vanishing samples
