@@ -30,7 +30,7 @@ def get_config():
     config.optim.warmup_steps = 200
     config.optim.grad_clip = 1.0
     config.optim.ema_decay = 0.995
-    config.train.num_steps = 8000
+    config.train.num_steps = 4500
     config.train.checkpoint_every = 250
     config.train.sample_every = 500
     config.train.eval_every = 0
