@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from gm_jax.core.errors import require
@@ -46,12 +47,18 @@ def _component_terms(gmm: GaussianMixture, x: jax.Array) -> tuple[jax.Array, jax
     """log π_k N(x; μ_k, Σ_k) [B, K] and Σ_k^{-1}(x − μ_k) [B, K, D], through the eigendecomposition
     Σ_k = U_k diag(λ_k) U_kᵀ (cheap to compile, and the noised covariances share U_k)."""
     lam, u = jnp.linalg.eigh(gmm.covs)  # [K, D], [K, D, D]
-    diff = x[:, None, :] - gmm.means[None]  # [B, K, D]
+    return _eigen_terms(gmm.weights, gmm.means, lam, u, x)
+
+
+def _eigen_terms(weights: jax.Array, means: jax.Array, lam: jax.Array, u: jax.Array, x: jax.Array
+                 ) -> tuple[jax.Array, jax.Array]:
+    """:func:`_component_terms` of the mixture with covariances U_k diag(λ_k) U_kᵀ."""
+    diff = x[:, None, :] - means[None]  # [B, K, D]
     proj = jnp.einsum("kde,bkd->bke", u, diff)  # coordinates in the eigenbasis
     sol = jnp.einsum("kde,bke->bkd", u, proj / lam[None])
     maha = jnp.sum(proj**2 / lam[None], -1)
     logdet = jnp.sum(jnp.log(lam), -1)
-    logp = -0.5 * (maha + logdet[None] + gmm.dim * jnp.log(2 * jnp.pi)) + jnp.log(gmm.weights)[None]
+    logp = -0.5 * (maha + logdet[None] + means.shape[1] * jnp.log(2 * jnp.pi)) + jnp.log(weights)[None]
     return logp, sol
 
 
@@ -85,12 +92,22 @@ def eps_prediction(gmm: GaussianMixture, x: jax.Array, alpha: jax.Array, sigma: 
 
 def exact_denoiser(gmm: GaussianMixture):
     """The sampler-facing denoiser ``(x, t, alpha, sigma) -> E[x_0 | x_t]`` of this mixture; ``x`` may
-    have any trailing shape whose size is D."""
+    have any trailing shape whose size is D. The covariances are diagonalized once, here (in float64 on the
+    host when the mixture is concrete): the noised ones, α² Σ_k + σ² I = U_k diag(α² λ_k + σ²) U_kᵀ, share
+    U_k, so a call is two batched products and no eigendecomposition (a LAPACK call inside a sampler's
+    nested loops left XLA:CPU waiting forever, jax 0.10.2)."""
+    try:
+        lam64, u64 = np.linalg.eigh(np.asarray(gmm.covs, np.float64))
+        lam, u = jnp.asarray(lam64, jnp.float32), jnp.asarray(u64, jnp.float32)
+    except jax.errors.TracerArrayConversionError:  # a traced mixture: once, outside the sampler's loop
+        lam, u = jnp.linalg.eigh(gmm.covs)
 
     def denoiser(x: jax.Array, t: jax.Array, alpha: jax.Array, sigma: jax.Array) -> jax.Array:
         del t
         flat = x.reshape(x.shape[0], -1)
-        return x0_prediction(gmm, flat, alpha, sigma).reshape(x.shape)
+        logp, sol = _eigen_terms(gmm.weights, alpha * gmm.means, alpha**2 * lam + sigma**2, u, flat)
+        score = -jnp.sum(jax.nn.softmax(logp, axis=-1)[..., None] * sol, axis=1)
+        return ((flat + sigma**2 * score) / alpha).reshape(x.shape)  # Tweedie's formula
 
     return denoiser
 
