@@ -125,9 +125,9 @@ def plot(section: dict[str, Any], path: str, num: int) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for label in dict.fromkeys(r["label"] for r in section["records"]):
+    for i, label in enumerate(dict.fromkeys(r["label"] for r in section["records"])):
         pts = sorted((r["nfe"], r["ratio"]) for r in section["records"] if r["label"] == label)
-        ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label)
+        ax.plot(*zip(*pts, strict=True), marker="os^"[i // 10], ms=3, ls=("-", "--", ":")[i // 10], label=label)
     ax.axhline(1.0, color="k", lw=1, ls="--", label="exact draws (floor)")
     ax.axhline(1.1, color="k", lw=0.5, ls=":")
     ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel="sliced W2 to the mixture / floor",
