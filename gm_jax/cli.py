@@ -307,7 +307,7 @@ def _check_source(args: argparse.Namespace) -> None:
 
         read_sidecar(args.pretrained)
     else:
-        from gm_jax.train.workdir import read_config
+        from gm_jax.train.config import read_config
 
         read_config(args.workdir)
 
@@ -403,27 +403,31 @@ def _text_conditioning(family: Any, prompts: list[str], negative: str | None) ->
 def _task_settings(args: argparse.Namespace) -> Any:
     """The task's settings from the flags, checked against the input before any model is loaded: the
     input file, the mask (binary, of the input's size) and the operator (e.g. --scale divides H and W)."""
-    from gm_jax.train import restore as rs
+    from gm_jax.train import restore_inputs as rs
 
     rs.check_task_flags(args.task, {"mask": args.mask, "mask_kind": args.mask_kind, "scale": args.scale,
                                     "blur_sigma": args.blur_sigma})
     images = rs.read_input(args.input)
     mask = rs.read_mask(args.mask, images.hw) if args.mask is not None else None
     settings = rs.TaskSettings(args.task, mask, args.mask_kind, args.scale, args.blur_sigma, args.seed)
-    rs.build_operator(settings, images.hw + (3 if args.task == "colourize" else images.pixels.shape[-1],))
+    rs.check_operator(settings, images.hw + (3 if args.task == "colourize" else images.pixels.shape[-1],))
     return images, settings
 
 
 def cmd_restore(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
-    from gm_jax.train import restore as rs
+    from gm_jax.train import restore_inputs
+    from gm_jax.train.declared import restore_methods
 
     _require_int("num", args.num, 1)
     given = _given_options(args, options)
-    method = rs.check_method_options(given, options["method"][0].default)
+    method = restore_inputs.check_method_options(given, options["method"][0].default, restore_methods())
     images, settings = _task_settings(args)
     _check_source(args)
     prefix = _default_prefix(args, f"restore_{args.task}", "restore")
-    rs.check_not_input(prefix, [args.input, args.mask])
+    restore_inputs.check_not_input(prefix, [args.input, args.mask])
+    _start_jax()
+    from gm_jax.train import restore as rs
+
     family, params, spec = _load_model(args)
     # the method goes to family.restore, which says what the model needs (e.g. sr3 only for SR3 models)
     given = family.check_restore_options({k: v for k, v in given.items() if k != "method"})
@@ -440,7 +444,7 @@ def cmd_restore(args: argparse.Namespace, options: dict[str, list[Option]]) -> i
 
 
 def cmd_edit(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
-    from gm_jax.train import restore as rs
+    from gm_jax.train import restore_inputs
 
     num = args.num if args.num is not None else (1 if args.invert else 4)
     _require_int("num", num, 1)
@@ -450,10 +454,13 @@ def cmd_edit(args: argparse.Namespace, options: dict[str, list[Option]]) -> int:
     given = _given_options(args, options)
     if args.invert and "sampler" in given:
         raise ConfigError("--invert regenerates with deterministic DDIM; drop --sampler")
-    images = rs.read_input(args.input)
+    images = restore_inputs.read_input(args.input)
     _check_source(args)
     prefix = _default_prefix(args, "edit", "edit")
-    rs.check_not_input(prefix, [args.input])
+    restore_inputs.check_not_input(prefix, [args.input])
+    _start_jax()
+    from gm_jax.train import restore as rs
+
     family, params, spec = _load_model(args)
     given = family.check_edit_options(given)
     x = rs.images_for_spec(images, spec)
@@ -615,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(rest)
         if overrides and args.command != "train":
             raise ConfigError(f"--config.* overrides apply to `gm-jax train` only, not `{args.command}`")
-        if args.command in ("train", "restore", "edit", "pretrained"):  # sample, eval: after their checks
+        if args.command in ("train", "pretrained"):  # sample, eval, restore, edit: after their checks
             _start_jax()
         return _dispatch(args, overrides, options, rest)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed as one line)

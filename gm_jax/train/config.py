@@ -16,8 +16,10 @@ from typing import Any
 
 import ml_collections
 
-from gm_jax.core.errors import ConfigError
+from gm_jax.core.errors import CheckpointError, ConfigError
 from gm_jax.train.launch import check_launch, launch_defaults
+
+CONFIG_FILE = "config.json"  # a run's config in its work directory
 
 
 def optim_defaults() -> ml_collections.ConfigDict:
@@ -176,3 +178,21 @@ def config_to_json(cfg: ml_collections.ConfigDict) -> str:
 def config_from_json(text: str) -> ml_collections.ConfigDict:
     """Inverse of :func:`config_to_json` (lists stay lists; families accept any sequence)."""
     return ml_collections.ConfigDict(json.loads(text))
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config of the run in ``workdir`` (its config.json); one line when missing or unreadable."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{workdir} has no {CONFIG_FILE}; train a model there first with "
+                              "`gm-jax train CONFIG --workdir DIR`")
+    try:
+        with open(path) as f:
+            config = config_from_json(f.read())
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path} is not a valid gm_jax config ({type(e).__name__}); restore it from the "
+                              "config file the run was trained with, or use a new --workdir") from None
+    if not isinstance(config.get("model"), ml_collections.ConfigDict) or "family" not in config.model:
+        raise CheckpointError(f"{path} is not a gm_jax run config (no model.family); use a work directory "
+                              "written by `gm-jax train`")
+    return config

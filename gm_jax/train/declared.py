@@ -24,6 +24,7 @@ from gm_jax.core.options import Option
 
 SNAPSHOT = pathlib.Path(__file__).resolve().with_name("declared_options.json")
 TABLES = {"sample": "SAMPLE_OPTIONS", "restore": "RESTORE_OPTIONS", "edit": "EDIT_OPTIONS"}
+METHODS = "restore_methods"  # the snapshot's key for restoration method -> the options it takes
 DeclaredTable = dict[str, tuple[list[Option], list[str]]]
 
 
@@ -44,6 +45,15 @@ def live_tables() -> dict[str, DeclaredTable]:
     return {command: declared_options(attribute) for command, attribute in TABLES.items()}
 
 
+def live_methods() -> dict[str, list[str]]:
+    """Restoration method -> the names of the options it takes: the zero-shot posterior samplers of
+    :data:`~gm_jax.diffusion.inverse.INVERSE_SAMPLERS` in order, then the conditioned ones (no options)."""
+    from gm_jax.diffusion.inverse import CONDITIONED_METHODS, INVERSE_SAMPLERS
+
+    return {**{m: [o.name for o in spec.options] for m, spec in INVERSE_SAMPLERS.items()},
+            **{m: [] for m in CONDITIONED_METHODS}}
+
+
 def tables_to_json(tables: dict[str, DeclaredTable]) -> dict[str, Any]:
     """The tables as JSON types (options in declaration order, family names as declared)."""
     return {command: {name: {"options": [option_to_json(o) for o in decls], "families": list(families)}
@@ -55,12 +65,13 @@ def tables_from_json(data: dict[str, Any]) -> dict[str, DeclaredTable]:
     """The tables written by :func:`tables_to_json`."""
     return {command: {name: ([option_from_json(o) for o in entry["options"]], list(entry["families"]))
                       for name, entry in table.items()}
-            for command, table in data.items()}
+            for command, table in data.items() if command != METHODS}
 
 
 def write_snapshot(path: str | pathlib.Path = SNAPSHOT) -> None:
     """Write the live declarations to ``path`` (sorted keys, one stable text)."""
-    text = json.dumps(tables_to_json(live_tables()), indent=1, sort_keys=True) + "\n"
+    data = {**tables_to_json(live_tables()), METHODS: live_methods()}
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     pathlib.Path(path).write_text(text)
 
 
@@ -72,6 +83,18 @@ def declared_table(command: str, path: str | pathlib.Path = SNAPSHOT) -> Declare
         return tables[command]
     except (OSError, ValueError, KeyError, TypeError):
         return live_tables()[command]
+
+
+def restore_methods(path: str | pathlib.Path = SNAPSHOT) -> dict[str, list[str]]:
+    """Restoration method -> its options' names (:func:`live_methods`) from the snapshot; the live ones when
+    the snapshot is missing or unreadable."""
+    try:
+        methods = json.loads(pathlib.Path(path).read_text())[METHODS]
+        if isinstance(methods, dict) and all(isinstance(v, list) for v in methods.values()):
+            return {str(k): [str(n) for n in v] for k, v in methods.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return live_methods()
 
 
 if __name__ == "__main__":

@@ -33,11 +33,10 @@ from gm_jax.data import captions
 from gm_jax.data.pipeline import Pipeline, make_pipeline
 from gm_jax.train import sharding as shd
 from gm_jax.train.checkpoint import Checkpointer, abstract_like
-from gm_jax.train.config import config_from_json, config_to_json, validate_config
+from gm_jax.train.config import CONFIG_FILE, config_to_json, read_config, validate_config
 from gm_jax.train.families import build_family, upstream_fields
 from gm_jax.train.launch import LAUNCH_FIELDS, join_distributed
 
-CONFIG_FILE = "config.json"
 VOCABULARY_FILE = "vocabulary.json"
 THRESHOLDS_FILE = "caption_thresholds.json"
 # Fields that may differ between a run and its resumption (everything else must match config.json);
@@ -69,24 +68,6 @@ def check_writable(path: str, what: str = "work directory", flag: str = "--workd
             why = e.strerror or type(e).__name__
     if why is not None:
         raise CheckpointError(f"{what} {path} is not writable ({probe}: {why}); choose another {flag}")
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config of the run in ``workdir`` (its config.json); one line when missing or unreadable."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{workdir} has no {CONFIG_FILE}; train a model there first with "
-                              "`gm-jax train CONFIG --workdir DIR`")
-    try:
-        with open(path) as f:
-            config = config_from_json(f.read())
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path} is not a valid gm_jax config ({type(e).__name__}); restore it from the "
-                              "config file the run was trained with, or use a new --workdir") from None
-    if not isinstance(config.get("model"), ml_collections.ConfigDict) or "family" not in config.model:
-        raise CheckpointError(f"{path} is not a gm_jax run config (no model.family); use a work directory "
-                              "written by `gm-jax train`")
-    return config
 
 
 # fields added after runs were saved without them: absent from an old config.json means this value

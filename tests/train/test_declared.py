@@ -1,9 +1,10 @@
 """The JSON snapshot of the families' declared options: equal to the live declarations, a faithful round
-trip, a fallback when it is broken, and no JAX import for ``gm-jax SUB --help``."""
+trip, a fallback when it is broken, and no JAX import for ``gm-jax SUB --help`` or for argument errors."""
 
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from gm_jax.core.options import Option
@@ -16,6 +17,9 @@ def test_snapshot_equals_the_live_declarations():
         snap = declared.declared_table(command)
         assert snap == live[command], (f"gm_jax/train/declared_options.json is stale for {command!r}; "
                                        "regenerate it with `python -m gm_jax.train.declared`")
+    assert declared.restore_methods() == declared.live_methods(), (
+        "gm_jax/train/declared_options.json is stale for the restoration methods; regenerate it with "
+        "`python -m gm_jax.train.declared`")
     assert "sampler" in live["sample"] and "steps" in live["sample"]  # the table is not trivially empty
 
 
@@ -32,6 +36,7 @@ def test_a_missing_or_broken_snapshot_falls_back_to_the_live_declarations(tmp_pa
     if content is not None:
         path.write_text(content)
     assert declared.declared_table("restore", path) == declared.live_tables()["restore"]
+    assert declared.restore_methods(path) == declared.live_methods()
 
 
 def _run_cli(argv: list) -> tuple[str, str, int]:
@@ -53,8 +58,25 @@ def test_subcommand_help_imports_no_jax(command):
     (["sample", "--workdir", "nowhere", "--num", "0"], "--num must be >= 1"),
     (["sample", "--workdir", "nowhere", "--guidance", "nan"], "--guidance must be finite"),
     (["eval", "--workdir", "nowhere", "--num_batches", "-1"], "--num_batches must be >= 0"),
+    (["restore", "--workdir", "nowhere", "--task", "inpaint", "--input", "missing.png"], "missing.png not found"),
+    (["restore", "--workdir", "nowhere", "--task", "inpaint", "--method", "ddnm", "--zeta", "2", "--input",
+      "missing.png"], "'ddnm' does not take --zeta"),
+    (["restore", "--workdir", "nowhere", "--task", "superres", "--mask_kind", "box", "--input", "missing.png"],
+     "--mask_kind applies to --task inpaint"),
+    (["restore", "--workdir", "nowhere", "--task", "inpaint", "--input", "__IMAGE__"], "nowhere has no config.json"),
+    (["restore", "--workdir", "nowhere", "--task", "inpaint", "--mask_kind", "box:20,20,10,10", "--input",
+      "__IMAGE__"], "does not fit a 8x8 image"),
+    (["restore", "--workdir", "nowhere", "--task", "superres", "--scale", "3", "--input", "__IMAGE__"],
+     "--scale 3 does not divide"),
+    (["edit", "--workdir", "nowhere", "--input", "missing.png"], "missing.png not found"),
+    (["edit", "--workdir", "nowhere", "--input", "__IMAGE__", "--strength", "2"], "--strength must be in (0, 1]"),
+    (["edit", "--workdir", "nowhere", "--input", "__IMAGE__"], "nowhere has no config.json"),
 ])
-def test_argument_errors_answer_before_jax_is_imported(argv, message):
-    _, stderr, (jax_flag, rc) = _run_cli(argv)
+def test_argument_errors_answer_before_jax_is_imported(argv, message, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "input.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    _, stderr, (jax_flag, rc) = _run_cli([str(image) if a == "__IMAGE__" else a for a in argv])
     assert (jax_flag, rc) == ("NOJAX", "2")
     assert stderr.startswith("gm-jax: error: ") and message in stderr and stderr.count("\n") == 1
