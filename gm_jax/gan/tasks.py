@@ -178,15 +178,6 @@ def bicubic_upsample(images: jax.Array, factor: int) -> jax.Array:
     return jax.image.resize(images, (b, h * factor, w * factor, c), "bicubic")
 
 
-def psnr(estimate: jax.Array, reference: jax.Array, data_range: float = 2.0) -> jax.Array:
-    """Peak signal-to-noise ratio per image, ``10 log10(R^2 / MSE)`` dB with peak-to-peak range ``R``
-    (2 for images in ``[-1, 1]``); the estimate is clipped to ``[-R/2, R/2]`` first. Returns ``[B]``."""
-    _check_same_shape("psnr", estimate, reference)
-    est = jnp.clip(estimate, -data_range / 2, data_range / 2)
-    mse = jnp.mean((est - reference).reshape(est.shape[0], -1) ** 2, axis=-1)
-    return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, 1e-12))
-
-
 class UnpairedBatch(NamedTuple):
     """``k`` examples of domain A and ``k`` of domain B with weights (1 for a true member, 0 for filler)."""
 

@@ -14,6 +14,7 @@ from gm_jax.core import DataSpec
 from gm_jax.core.errors import ConfigError
 from gm_jax.gan import tasks
 from gm_jax.gan.image_to_image import make_family, model_defaults
+from gm_jax.metrics.image_quality import psnr
 from gm_jax.train.config import apply_overrides, base_config, load_config_file
 from gm_jax.train.logging import read_metrics
 from gm_jax.train.loop import train
@@ -51,10 +52,10 @@ def test_downsample_bicubic_and_psnr():
                                rtol=1e-6)
     const = jnp.full((2, 4, 4, 1), 0.25)
     np.testing.assert_allclose(tasks.bicubic_upsample(const, 2), np.full((2, 8, 8, 1), 0.25), atol=1e-6)
-    np.testing.assert_allclose(tasks.psnr(0.5 * IMAGES + 0.1, 0.5 * IMAGES), 10 * np.log10(4 / 0.01) * np.ones(4),
+    np.testing.assert_allclose(psnr(0.5 * IMAGES + 0.1, 0.5 * IMAGES), 10 * np.log10(4 / 0.01) * np.ones(4),
                                rtol=1e-4)
     # the estimate is clipped to the data range first: +2 everywhere is an error of 1 - x, not 2
-    over = np.asarray(tasks.psnr(IMAGES + 2.0, IMAGES))
+    over = np.asarray(psnr(IMAGES + 2.0, IMAGES))
     np.testing.assert_allclose(over, 10 * np.log10(4 / np.mean((1 - np.asarray(IMAGES)) ** 2, axis=(1, 2, 3))),
                                rtol=1e-4)
 

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 
 from gm_jax.core.family import Batch, DataSpec, Metrics
 from gm_jax.core.options import Option
-from gm_jax.gan import tasks
 from gm_jax.gan.losses import get_loss
+from gm_jax.metrics.image_quality import psnr
 
 Arrays = dict[str, jax.Array]
 
@@ -98,7 +98,7 @@ def paired_evaluate(condition: ConditionFn, nets: TaskNets, params: Any, batch: 
     """Mean L1 and PSNR (dB, range 2) of ``G(condition)`` against the target images."""
     x = batch["x"]
     fake = nets.gen.apply({"params": params["generator"]}, condition(nets, x, key))
-    return {"l1": jnp.mean(jnp.abs(fake - x)), "psnr": jnp.mean(tasks.psnr(fake, x))}
+    return {"l1": jnp.mean(jnp.abs(fake - x)), "psnr": jnp.mean(psnr(fake, x))}
 
 
 def paired_translate(condition: ConditionFn, nets: TaskNets, g_params: Any, x: jax.Array, key: jax.Array,

@@ -17,6 +17,7 @@ from gm_jax.gan import tasks
 from gm_jax.gan.nets.dcgan import DCGANDiscriminator
 from gm_jax.gan.nets.srgan import SRGANGenerator
 from gm_jax.gan.translation.common import Arrays, TaskNets, paired_evaluate, paired_task
+from gm_jax.metrics.image_quality import psnr
 
 DEFAULTS = {"loss": "non_saturating", "scale": 2, "num_blocks": 4, "pixel_weight": 1.0,
             "feature_weight": 0.1, "adversarial_weight": 1e-3, "extractor": "fashion_mnist_cnn"}
@@ -92,7 +93,7 @@ def evaluate(nets: TaskNets, params: Any, batch: Batch, key: jax.Array) -> Metri
     """L1 and PSNR of the super-resolved images, and the PSNR of the bicubic baseline."""
     out = dict(paired_evaluate(condition, nets, params, batch, key))
     low = condition(nets, batch["x"], key)
-    out["psnr_bicubic"] = jnp.mean(tasks.psnr(tasks.bicubic_upsample(low, int(nets.model.scale)), batch["x"]))
+    out["psnr_bicubic"] = jnp.mean(psnr(tasks.bicubic_upsample(low, int(nets.model.scale)), batch["x"]))
     return out
 
 
