@@ -17,6 +17,7 @@ from gm_jax.core.errors import check_choice, require
 from gm_jax.nn.attention import SelfAttention2D, group_count
 from gm_jax.nn.cross_attention import SpatialTransformer
 from gm_jax.nn.embeddings import sinusoidal_embedding
+from gm_jax.nn.im2col import Conv
 
 
 class ResidualBlock(nn.Module):
@@ -32,11 +33,11 @@ class ResidualBlock(nn.Module):
     def __call__(self, x: jax.Array, temb: jax.Array, train: bool = False) -> jax.Array:
         dt = self.dtype
         h = nn.swish(nn.GroupNorm(num_groups=group_count(x.shape[-1]), dtype=dt, name="norm1")(x))
-        h = nn.Conv(self.out_ch, (3, 3), dtype=dt, name="conv1")(h)
+        h = Conv(self.out_ch, (3, 3), dtype=dt, name="conv1")(h)
         h = h + nn.Dense(self.out_ch, dtype=dt, name="temb_proj")(nn.swish(temb))[:, None, None, :]
         h = nn.swish(nn.GroupNorm(num_groups=group_count(self.out_ch), dtype=dt, name="norm2")(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        h = nn.Conv(self.out_ch, (3, 3), dtype=dt, name="conv2", kernel_init=nn.initializers.zeros)(h)
+        h = Conv(self.out_ch, (3, 3), dtype=dt, name="conv2", kernel_init=nn.initializers.zeros)(h)
         if x.shape[-1] != self.out_ch:
             x = nn.Dense(self.out_ch, dtype=dt, name="skip")(x)
         return x + h
@@ -125,7 +126,7 @@ class UNet(nn.Module):
         dt = self.dtype
         temb = self.time_embedding(t, label, x.shape[0])
         attend = lambda h, name: attention_block(self, h, name, context, context_mask)
-        hs = [nn.Conv(self.ch, (3, 3), dtype=dt, name="conv_in")(x)]
+        hs = [Conv(self.ch, (3, 3), dtype=dt, name="conv_in")(x)]
         h = hs[-1]
         for level, mult in enumerate(self.ch_mult):
             for b in range(self.num_res_blocks):
@@ -147,10 +148,10 @@ class UNet(nn.Module):
                 if h.shape[1] in self.attn_resolutions:
                     h = attend(h, f"up{level}_attn{b}")
             if level != 0:
-                h = nn.Conv(h.shape[-1], (3, 3), dtype=dt, name=f"up{level}_upsample")(upsample_to(h, hs[-1]))
+                h = Conv(h.shape[-1], (3, 3), dtype=dt, name=f"up{level}_upsample")(upsample_to(h, hs[-1]))
         h = nn.swish(nn.GroupNorm(num_groups=group_count(h.shape[-1]), dtype=dt, name="norm_out")(h))
         out_ch = self.out_channels or x.shape[-1]
-        out = nn.Conv(out_ch, (3, 3), dtype=dt, name="conv_out", kernel_init=nn.initializers.zeros)(h)
+        out = Conv(out_ch, (3, 3), dtype=dt, name="conv_out", kernel_init=nn.initializers.zeros)(h)
         return out.astype(jnp.float32)
 
 
