@@ -91,7 +91,8 @@ def test_gradients_inside_a_loop_use_a_canonical_kernel_layout():
             return 0.1 * vjp(y)[0]
         return jax.jit(lambda u: jax.lax.fori_loop(0, 3, body, u)).lower(x).compile().as_text()
 
-    convs = [line for line in loop("im2col").splitlines() if "convolution(" in line]
-    assert convs and not any("01oi" in line for line in convs)
+    for mode in ("xla", "im2col"):
+        convs = [line for line in loop(mode).splitlines() if "convolution(" in line]
+        assert convs and not any("01oi" in line for line in convs), mode
     if jax.default_backend() == "cpu":  # the layout autodiff emits, which this module avoids
         assert any("01oi" in line for line in loop("autodiff").splitlines() if "convolution(" in line)
