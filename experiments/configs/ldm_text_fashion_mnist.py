@@ -12,6 +12,12 @@ name the class and the brightness/size measured on each image (gm_jax.data.capti
     gm-jax sample --workdir runs/ldm_text --prompt "a dark ankle boot" --prompt "a small bag" \\
         --guidance 4 --sampler dpm_solver_2m --steps 20 --num 16
 
+Measured (docs/results.md, "The whole pipeline trained on full Fashion-MNIST"): with these ε-prediction
+defaults, 3000 steps reach 57 % class accuracy and textured samples; with EDM preconditioning
+(``--config.model.process=edm --config.model.parametrization=edm --config.model.sigma_data=1.0
+--config.optim.ema_decay=0.995 --config.train.num_steps=3000``, 2860 CPU-s) 93 % class, 99.7 % brightness
+and size accuracy at guidance 6, FID 12.6.
+
 With the CLIP text tower instead of the joint encoder:
 
     gm-jax train experiments/configs/clip_fashion_mnist.py --workdir runs/clip
