@@ -60,7 +60,8 @@ def text_to_image_runs(tmp_path_factory, data_dir):
     assert main(["train", str(configs / "ldm_text_fashion_mnist.py"), "--workdir", ldm, *tiny_run_flags(data_dir),
                  "--config.data.captions=true", f"--config.model.first_stage={ae}", "--config.model.unet=tiny",
                  "--config.model.attn_resolutions=(7,)", "--config.model.num_heads=2", "--config.model.text_width=8",
-                 "--config.model.text_depth=1", "--config.model.text_heads=2", "--config.model.num_timesteps=20",
+                 "--config.model.text_depth=1", "--config.model.text_heads=2", "--config.model.process=discrete",
+                 "--config.model.parametrization=eps", "--config.model.num_timesteps=20",
                  "--config.model.max_sample_steps=20", "--config.model.sample_steps=2"]) == 0
     return ae, ldm
 
