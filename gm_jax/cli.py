@@ -631,7 +631,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gm-jax: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("gm-jax: interrupted; the last checkpoint is intact and `gm-jax train` resumes from it",
+        print("gm-jax: interrupted; the last checkpoint is intact and `gm-jax train` resumes from it"
+              if command == "train" else f"gm-jax: interrupted; `gm-jax {command}` stopped",
               file=sys.stderr)
         return 130
 
