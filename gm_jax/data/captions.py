@@ -388,16 +388,40 @@ def is_heldout(caption: str, dataset: str) -> bool:
     return skeleton not in _template_skeletons(kind, TRAIN_TEMPLATES)
 
 
-def _draw_pairs(labels: np.ndarray, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of ``n`` (left, right) examples drawn uniformly, redrawing the right one until the labels differ."""
-    require(len(np.unique(labels)) >= 2, "composite_pairs needs images of at least 2 classes")
-    left = rng.integers(0, labels.shape[0], n)
-    right = rng.integers(0, labels.shape[0], n)
-    same = labels[left] == labels[right]
+def draw_partners(labels: Any, left: Any, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a right-hand partner for each example ``left[i]``, drawn uniformly from all of ``labels``
+    and redrawn (only where needed) until its label differs from ``labels[left[i]]``."""
+    y = np.asarray(labels)
+    left = np.asarray(left)
+    require(len(np.unique(y)) >= 2, "two-object images need examples of at least 2 classes")
+    right = rng.integers(0, y.shape[0], left.shape[0])
+    same = y[left] == y[right]
     while same.any():
-        right[same] = rng.integers(0, labels.shape[0], int(same.sum()))
-        same = labels[left] == labels[right]
-    return left, right
+        right[same] = rng.integers(0, y.shape[0], int(same.sum()))
+        same = y[left] == y[right]
+    return right
+
+
+def composite_caption_text(template: str, left: str, right: str) -> str:
+    """A :data:`COMPOSITE_TEMPLATES` template with the ``left`` and ``right`` names filled in ("a" before a
+    vowel becomes "an")."""
+    return _ARTICLE.sub("an ", template.format(left=left, right=right))
+
+
+def composite_captions(label_left: Any, label_right: Any, dataset: str, rng: np.random.Generator) -> list[str]:
+    """One two-object caption per (left, right) class pair: a template of :data:`COMPOSITE_TEMPLATES` and a
+    synonym per item drawn by ``rng``, e.g. "a sneaker on the left and a bag on the right"."""
+    names = CLASS_NAMES[_kind(dataset)]
+    a, b = np.asarray(label_left), np.asarray(label_right)
+    template_index = rng.integers(0, len(COMPOSITE_TEMPLATES), a.shape[0])
+    synonym_draw = rng.random((a.shape[0], 2))
+    out = []
+    for i in range(a.shape[0]):
+        left_names, right_names = names[a[i]], names[b[i]]
+        out.append(composite_caption_text(COMPOSITE_TEMPLATES[template_index[i]],
+                                          left_names[int(synonym_draw[i, 0] * len(left_names))],
+                                          right_names[int(synonym_draw[i, 1] * len(right_names))]))
+    return out
 
 
 def composite_pairs(images: Any, labels: Any, rng: Any, n: int,
@@ -405,29 +429,21 @@ def composite_pairs(images: Any, labels: Any, rng: Any, n: int,
     """``n`` two-object images: two items of different classes side by side on an [H, 2W] canvas.
 
     Returns ``(canvas [n, H, 2W, C] in the images' dtype, labels_left int32 [n], labels_right int32 [n],
-    captions)``; each caption uses one of :data:`COMPOSITE_TEMPLATES` and a synonym per item, drawn by
-    ``rng`` (a Generator or a seed), e.g. "a sneaker on the left and a bag on the right".
+    captions)``: left items drawn uniformly, right ones by :func:`draw_partners`, captions by
+    :func:`composite_captions`, all from ``rng`` (a Generator or a seed).
     """
     kind = _kind(dataset)
     x = np.asarray(images)
     require(x.ndim == 4 and x.shape[0] > 0, f"images must have shape [N, H, W, C] with N > 0, got {x.shape}")
     require(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0,
             f"n must be an integer >= 0, got {n!r}")
-    names = CLASS_NAMES[kind]
-    y = _check_labels(labels, x.shape[0], len(names))
+    y = _check_labels(labels, x.shape[0], len(CLASS_NAMES[kind]))
     rng = np.random.default_rng(rng)
-    left, right = _draw_pairs(y, rng, int(n))
-    template_index = rng.integers(0, len(COMPOSITE_TEMPLATES), int(n))
-    synonym_draw = rng.random((int(n), 2))
-    captions = []
-    for i in range(int(n)):
-        left_names, right_names = names[y[left[i]]], names[y[right[i]]]
-        text = COMPOSITE_TEMPLATES[template_index[i]].format(
-            left=left_names[int(synonym_draw[i, 0] * len(left_names))],
-            right=right_names[int(synonym_draw[i, 1] * len(right_names))])
-        captions.append(_ARTICLE.sub("an ", text))
+    left = rng.integers(0, y.shape[0], int(n))
+    right = draw_partners(y, left, rng)
+    texts = composite_captions(y[left], y[right], dataset, rng)
     canvas = np.concatenate([x[left], x[right]], axis=2)
-    return canvas, y[left].astype(np.int32), y[right].astype(np.int32), captions
+    return canvas, y[left].astype(np.int32), y[right].astype(np.int32), texts
 
 
 def caption_corpus(dataset: str) -> list[str]:
@@ -438,7 +454,7 @@ def caption_corpus(dataset: str) -> list[str]:
     synonyms = [s for names in CLASS_NAMES[kind] for s in names]
     phrases = [" ".join(w for w in (s, b) if w) for s in SIZE_WORDS for b in BRIGHTNESS_WORDS]
     out = [render_caption(t, s, p) for t in TRAIN_TEMPLATES + HELDOUT_TEMPLATES for s in synonyms for p in phrases]
-    out += [_ARTICLE.sub("an ", t.format(left=a, right=b)) for t in COMPOSITE_TEMPLATES
+    out += [composite_caption_text(t, a, b) for t in COMPOSITE_TEMPLATES
             for a in synonyms for b in synonyms]
     return out
 

@@ -38,6 +38,15 @@ Captions (``data.captions=True``; the datasets of :data:`CAPTION_DATASETS`), fro
   the *global* batch drawn by ``make_captions(..., split='train')`` with ``Generator(PCG64([seed, s, 3]))``,
   then this process's rows; eval batch ``i`` draws with ``PCG64([seed, 2**62, i, 3])``, its attributes
   measured with the training cuts.
+
+Two-object images (``data.composite=True``, with captions): every example of a batch (the *left* item, in
+the order above) is set beside a *right* item of another class on an [H, 2W] canvas, and captioned with
+position words, e.g. "a sneaker on the left and a bag on the right" (no attribute words; nothing is fitted).
+The right items of step ``s`` are :func:`~gm_jax.data.captions.draw_partners` of the global batch with
+``Generator(PCG64([seed, s, 4]))`` (eval batch ``i``: ``PCG64([seed, 2**62, i, 4])``, partners from the eval
+split), their captions :func:`~gm_jax.data.captions.composite_captions` with the caption stream above. The
+batch's ``"label"`` is the left item's class and ``"label_right"`` the right one's. Binarization and
+dequantization apply to the whole canvas.
 """
 
 from __future__ import annotations
@@ -60,7 +69,7 @@ from gm_jax.data.toy2d import TOY_SAMPLERS, TOY_VALUE_RANGES
 SCALES = ("minus_one_one", "zero_one")
 BINARIZATIONS = ("none", "static", "dynamic")
 STATIC_BINARIZATION_SEED = 1234
-_DYNAMIC_STREAM, _DEQUANTIZE_STREAM, _CAPTION_STREAM = 1, 2, 3
+_DYNAMIC_STREAM, _DEQUANTIZE_STREAM, _CAPTION_STREAM, _PARTNER_STREAM = 1, 2, 3, 4
 _EVAL_STEP = 2**62  # eval noise uses PCG64([seed, _EVAL_STEP, batch_index]): a step no run reaches
 SPLIT_INDEX = {"train": 0, "test": 1}  # seeds the static binarization of each split
 CLASS_PROMPT_TEMPLATE = "a photo of a {attrs} {name}"  # DataSpec.text.class_prompts, rendered without attributes
@@ -85,6 +94,7 @@ def data_defaults() -> ml_collections.ConfigDict:
         "dequantize": False, "num_examples": 0,
         # captions (text-to-image): tokens of a caption per image; see the module docstring
         "captions": False, "caption_attributes": True, "caption_max_length": 0, "caption_bos_eos": False,
+        "composite": False,  # two items side by side with position words (needs captions)
     })
 
 
@@ -156,7 +166,10 @@ class Pipeline:
         self.steps_per_epoch = self.num_examples // self.batch_size
         binary = self.binarize != "none"
         value_range = (0.0, 1.0) if binary or self.scale == "zero_one" else (-1.0, 1.0)
-        self.spec = DataSpec(shape=tuple(self._x.shape[1:]), num_classes=data.num_classes,
+        shape = tuple(self._x.shape[1:])
+        if self.composite:
+            shape = (shape[0], 2 * shape[1]) + shape[2:]
+        self.spec = DataSpec(shape=shape, num_classes=data.num_classes,
                              value_range=value_range, binary=binary, levels=2 if binary else data.levels,
                              name=self.name)
         if self.captioned:
@@ -165,7 +178,10 @@ class Pipeline:
     def _caption_options(self, cfg: Any) -> None:
         """Read and check the caption fields of ``config.data``."""
         self.captioned = bool(cfg.get("captions", False))
-        self.caption_attributes = bool(cfg.get("caption_attributes", True))
+        self.composite = bool(cfg.get("composite", False))
+        require(self.captioned or not self.composite, "data.composite=True makes two-object captions; set "
+                                                      "data.captions=True too (or data.composite=False)")
+        self.caption_attributes = bool(cfg.get("caption_attributes", True)) and not self.composite
         self.caption_bos_eos = bool(cfg.get("caption_bos_eos", False))
         length = cfg.get("caption_max_length", 0)
         require(isinstance(length, (int, np.integer)) and not isinstance(length, bool) and length >= 0,
@@ -208,8 +224,10 @@ class Pipeline:
                        stream: list[int]) -> list[str]:
         """Training-template captions of the examples ``index`` (labels ``label[index]``), drawn by
         ``Generator(PCG64(stream))``; attribute words from ``attributes`` (None: names only)."""
-        chosen = None if attributes is None else {k: v[index] for k, v in attributes.items()}
         rng = np.random.Generator(np.random.PCG64(stream))
+        if self.composite:
+            return captions.composite_captions(label[index[0]], label[index[1]], self.name, rng)
+        chosen = None if attributes is None else {k: v[index] for k, v in attributes.items()}
         return captions.make_captions(label[index], chosen, self.name, rng=rng, split="train")
 
     def captions_of(self, step: int) -> list[str]:
@@ -217,7 +235,7 @@ class Pipeline:
         ``"tokens"`` encode this process's slice of them."""
         require(self.spec.text is not None, "captions_of needs data.captions=True")
         require(int(step) >= 0, f"step must be >= 0, got {step}")
-        return self._draw_captions(self._label, self._attributes, self.global_indices(int(step)),
+        return self._draw_captions(self._label, self._attributes, self._items(self._label, int(step)),
                                    [self.seed, int(step), _CAPTION_STREAM])
 
     def _add_tokens(self, out: dict[str, np.ndarray], texts: list[str]) -> dict[str, np.ndarray]:
@@ -246,6 +264,20 @@ class Pipeline:
         epoch, position = divmod(int(step), self.steps_per_epoch)
         return self._permutation(epoch)[position * self.batch_size:(position + 1) * self.batch_size]
 
+    def _items(self, label: np.ndarray | None, step: int, left: np.ndarray | None = None,
+               stream: list[int] | None = None) -> np.ndarray:
+        """The examples of the global batch of ``step`` (or the given ``left`` ones): indices [B], or with
+        ``data.composite`` [2, B] of (left, right) pairs, partners drawn by ``PCG64(stream)``."""
+        left = self.global_indices(step) if left is None else left
+        if not self.composite:
+            return left
+        stream = [self.seed, step, _PARTNER_STREAM] if stream is None else stream
+        return np.stack([left, captions.draw_partners(label, left, np.random.Generator(np.random.PCG64(stream)))])
+
+    def _pixels(self, x: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``x[items]``, or the canvases [n, H, 2W, C] of (left, right) ``items`` [2, n] side by side."""
+        return np.concatenate([x[items[0]], x[items[1]]], axis=2) if self.composite else x[items]
+
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's slice of the global batch of ``step``: ``{"x": float32, "label": int32}``, plus
         ``"tokens"`` int32 [b, L] and ``"token_mask"`` bool [b, L] with ``data.captions``."""
@@ -255,13 +287,13 @@ class Pipeline:
         if self.name in TOY_SAMPLERS:
             x = self._sampler(jax.random.fold_in(jax.random.key(self.seed), step), self.batch_size)
             return {"x": np.asarray(x, np.float32)[mine]}
-        index = self.global_indices(step)[mine]
-        pixels = self._x[index]
+        index = self._items(self._label, step)[..., mine]
+        pixels = self._pixels(self._x, index)
         global_shape = (self.batch_size,) + pixels.shape[1:]
         if self.binarize == "dynamic":
             rng = np.random.Generator(np.random.PCG64([self.seed, step, _DYNAMIC_STREAM]))
             u = rng.integers(0, 255, size=global_shape, dtype=np.uint8)[mine]
-            pixels = (u < self._x[index]).astype(np.uint8)
+            pixels = (u < pixels).astype(np.uint8)
         label = None if self._label is None else self._label[index]
         out = self._finish(pixels, label, [self.seed, step, _DEQUANTIZE_STREAM], global_shape, mine)
         return out if self.spec.text is None else self._add_tokens(out, self.captions_of(step)[mine])
@@ -278,7 +310,9 @@ class Pipeline:
                 noise = np.random.Generator(np.random.PCG64(stream)).random(noise_shape, np.float32)[rows]
             x = scale_pixels(pixels, self.scale, noise)
         out = {"x": x}
-        if label is not None:
+        if label is not None and self.composite:
+            out["label"], out["label_right"] = label[0].astype(np.int32), label[1].astype(np.int32)
+        elif label is not None:
             out["label"] = label.astype(np.int32)
         return out
 
@@ -299,12 +333,13 @@ class Pipeline:
         x, label = self._prepared_pixels(data, SPLIT_INDEX.get(self.eval_split, 1), self.binarize != "none")
         attributes = self._eval_split_attributes(data.x[:x.shape[0]], label) if self.spec.text is not None else None
         for i, start in enumerate(range(0, x.shape[0], batch_size)):
-            rows = slice(start, min(start + batch_size, x.shape[0]))
-            out = self._finish(x[rows], None if label is None else label[rows], [self.seed, _EVAL_STEP, i],
-                               x[rows].shape, slice(None))
+            items = self._items(label, _EVAL_STEP, np.arange(start, min(start + batch_size, x.shape[0])),
+                                [self.seed, _EVAL_STEP, i, _PARTNER_STREAM])
+            pixels = self._pixels(x, items)
+            out = self._finish(pixels, None if label is None else label[items], [self.seed, _EVAL_STEP, i],
+                               pixels.shape, slice(None))
             if self.spec.text is not None:
-                texts = self._draw_captions(label, attributes, np.arange(rows.start, rows.stop),
-                                            [self.seed, _EVAL_STEP, i, _CAPTION_STREAM])
+                texts = self._draw_captions(label, attributes, items, [self.seed, _EVAL_STEP, i, _CAPTION_STREAM])
                 out = self._add_tokens(out, texts)
             yield out
 

@@ -177,3 +177,46 @@ def test_captions_off_leaves_batches_and_spec_as_before(pipe, data_dir):
             np.testing.assert_array_equal(o[key], b[key])
             np.testing.assert_array_equal(c[key], b[key])
     assert set(next(off.eval_batches(8))) == {"x", "label"}
+
+
+def test_composite_canvas_is_the_left_batch_beside_a_partner_of_another_class(pipe, data_dir, train_raw):
+    two = make_pipeline(config(data_dir, composite=True), seed=11)
+    assert two.spec.shape == (28, 56, 1) and two.caption_thresholds is None
+    assert two.spec.text.vocabulary == pipe.spec.text.vocabulary  # the corpus holds the two-object captions
+    for step in (0, 400):
+        one, b = pipe.batch(step), two.batch(step)
+        assert b["x"].shape == (16, 28, 56, 1) and set(b) == {"x", "label", "label_right", "tokens", "token_mask"}
+        np.testing.assert_array_equal(b["x"][:, :, :28], one["x"])  # left items follow the one-object order
+        np.testing.assert_array_equal(b["label"], one["label"])
+        assert (b["label_right"] != b["label"]).all()
+        # each right half is a training image of the class named for the right
+        right = b["x"][:, :, 28:, 0]
+        x = train_raw.x[..., 0].astype(np.float32) / 255 * 2 - 1
+        for r, c in zip(right, b["label_right"], strict=True):
+            match = np.flatnonzero(np.abs(x - r).max(axis=(1, 2)) == 0)
+            assert match.size and (train_raw.label[match] == c).any()
+        texts = two.captions_of(step)
+        parsed = np.array([captions.parse_composite_caption(t, NAME) for t in texts])
+        np.testing.assert_array_equal(parsed, np.stack([b["label"], b["label_right"]], 1))
+        assert decode(two.spec.text.vocabulary, b["tokens"]) == [normalize(t) for t in texts]
+
+
+def test_composite_batches_slice_by_process_and_eval_is_deterministic(data_dir):
+    two = make_pipeline(config(data_dir, composite=True), seed=3)
+    whole = two.batch(7)
+    parts = [make_pipeline(config(data_dir, composite=True), seed=3, process_index=i, process_count=2).batch(7)
+             for i in range(2)]
+    for key in whole:
+        np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
+    first, again = next(two.eval_batches(10)), next(two.eval_batches(10))
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+    assert first["x"].shape == (10, 28, 56, 1) and (first["label"] != first["label_right"]).all()
+    one = next(make_pipeline(config(data_dir), seed=3).eval_batches(10))
+    np.testing.assert_array_equal(first["x"][:, :, :28], one["x"])
+
+
+def test_composite_without_captions_fails_in_one_line(data_dir):
+    with pytest.raises(ConfigError, match="data.captions=True") as err:
+        make_pipeline(config(data_dir, captions=False, composite=True), seed=0)
+    assert "\n" not in str(err.value)
