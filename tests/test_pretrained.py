@@ -40,13 +40,13 @@ def test_shipped_models_are_listed_with_their_provenance():
     total = 0
     for row in gm_jax.pretrained.models():
         sidecar = gm_jax.pretrained.read_sidecar(row.name)
-        assert row.size_bytes == sidecar["size_bytes"] < 2_000_000, row
+        assert row.size_bytes == sidecar["size_bytes"] < 4_000_000, row
         total += row.size_bytes
         assert row.metric == sidecar["metrics"]["headline"]["name"] and np.isfinite(row.value)
         assert sidecar["train_cpu_seconds"] > 0 and "gm-jax train" in sidecar["train_command"]
         assert sidecar["export_command"].startswith("gm-jax pretrained export")
         assert sidecar["train_steps"] == sidecar["config"]["train"]["num_steps"]
-    assert total < 4_000_000  # a few MB for the whole package
+    assert total < 6_000_000  # a few MB for the whole package
 
 
 @pytest.mark.parametrize("name", gm_jax.pretrained.names())
@@ -231,3 +231,48 @@ def test_cli_eval_pretrained_writes_eval_json(tmp_path, capsys):
     assert results["step"] == sidecar["train_steps"]
     # one batch of 64 test images: near the headline over the whole split
     assert abs(results["eval/bits_per_dim"] - sidecar["metrics"]["headline"]["value"]) < 0.5
+
+
+def test_text_to_image_export_carries_its_upstream_runs_and_vocabulary(text_to_image_runs, tmp_path):
+    """A latent diffusion run builds on a first-stage run: the export keeps that run's config in the sidecar
+    and its parameters inside the model's own, so the loaded model samples a prompt exactly as the run does."""
+    from gm_jax.pretrained.export import export_run
+    from gm_jax.train.workdir import draw_samples
+
+    ae, ldm = text_to_image_runs
+    sidecar = export_run(ldm, "tiny_t2i", "float32", tmp_path, check_num=16, num_batches=1)
+    up = sidecar["upstream"]["model.first_stage"]
+    assert set(sidecar["upstream"]) == {"model.first_stage"} and up["config"]["model"]["family"] == "kl_autoencoder"
+    assert up["workdir"] == ae and up["step"] == 2
+    text = sidecar["data_spec"]["text"]
+    assert text["max_length"] == 13 and "sneaker" in text["vocabulary"]["words"]
+    model = loading.load_model("tiny_t2i", tmp_path)
+    run, state = load_workdir(ldm)
+    assert model.spec.text == run.pipeline.spec.text
+    for g, w in zip(leaves(model.params), leaves(state.sampling_params()), strict=True):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
+    options = {"prompt": ["a dark sneaker", "a bag"], "guidance": 2.0, "steps": 2}
+    mine, _ = draw_samples(model.family, model.params, 0, 2, **options)
+    theirs, _ = draw_samples(run.family, state.sampling_params(), 0, 2, **options)
+    np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+    recorded, recomputed = loading.recompute_check("tiny_t2i", tmp_path)
+    assert recomputed == pytest.approx(recorded, rel=sidecar["check"]["rtol"])
+
+
+def test_shipped_text_to_image_model_draws_what_it_is_asked_for(tmp_path, capsys):
+    """`gm-jax sample --pretrained ldm_text_fashion_mnist --prompt ...`: the shipped classifier names the
+    prompted class for most images (measured at guidance 6: 93 % over 60 prompts; chance 10 %)."""
+    from gm_jax.metrics.features import load_feature_extractor
+
+    names = ["trousers", "sneaker", "bag", "ankle boot"]
+    prompts = [f"a photo of a {n}".replace("a ankle", "an ankle") for n in names]
+    argv = ["sample", "--pretrained", "ldm_text_fashion_mnist", "--guidance", "6", "--num", "4", "--out",
+            str(tmp_path / "t2i")]
+    assert main([*argv, *[a for p in prompts for a in ("--prompt", p)]]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["nfe"] == 20 and printed["prompts"] == prompts
+    x = np.load(tmp_path / "t2i.npz")["samples"]  # [16, 28, 28, 1] in [-1, 1], prompt p's rows 4p .. 4p + 3
+    assert x.shape == (16, 28, 28, 1) and -1.0 <= x.min() and x.max() <= 1.0
+    probs = np.asarray(load_feature_extractor("fashion_mnist_cnn").class_probs(x))
+    wanted = np.repeat([1, 7, 8, 9], 4)
+    assert (probs.argmax(1) == wanted).mean() >= 0.8, probs.argmax(1)

@@ -29,8 +29,8 @@ from gm_jax.core.state import TrainState
 from gm_jax.pretrained import loading as ld
 from gm_jax.pretrained.gallery import SIDECAR_FORMAT, WEIGHTS_DIR, check_name, paths
 from gm_jax.train.config import config_to_json
-from gm_jax.train.families import upstream_fields
-from gm_jax.train.workdir import Run, check_writable, load_workdir, read_config
+from gm_jax.train.families import FAMILIES, upstream_fields
+from gm_jax.train.workdir import Run, check_writable, load_upstream, load_workdir, read_config
 
 DTYPES = ("float32", "float16")
 # the metric a sidecar leads with: the first of these the family's evaluate reports (else its first metric)
@@ -47,11 +47,10 @@ def check_request(workdir: str, name: str, dtype: str, out_dir: str, num_batches
     require(num_batches >= 0, f"--num_batches must be >= 0 (0: the whole eval split), got {num_batches}")
     require(check_num >= 1, f"--check_num must be >= 1, got {check_num}")
     config = read_config(workdir)
-    upstream = upstream_fields(config)
-    require(not upstream, f"the run in {workdir} builds on other runs ({', '.join(upstream)}); exporting such "
-            "models is not supported yet: export a self-contained run")
-    require(not config.data.get("captions", False), f"the run in {workdir} is text-conditioned (data.captions); "
-            "exporting its vocabulary is not supported yet: export a model without text")
+    kept = FAMILIES[config.model.family].embedded
+    missing = [field for field in upstream_fields(config) if field not in kept]
+    require(not missing, f"the run in {workdir} builds on other runs ({', '.join(missing)}) whose parameters "
+            "it does not keep in its own; export a self-contained run")
     check_writable(out_dir, "output folder", "--out")
 
 
@@ -93,6 +92,13 @@ def _write_atomic(path: pathlib.Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _upstream_entries(config: Any) -> dict[str, dict[str, Any]]:
+    """The runs a model builds on, for its sidecar: ``{field: {"config", "step", "workdir"}}`` (their
+    parameters travel inside the model's own; :func:`gm_jax.train.families.embedded_upstream`)."""
+    return {field: {"config": json.loads(json.dumps(dict(up.config))), "step": int(up.step),
+                    "workdir": up.workdir} for field, up in load_upstream(config).items()}
+
+
 def _sidecar(run: Run, state: TrainState, name: str, dtype: str, blob: bytes, batch_spec: dict,
              metrics: dict[str, float], headline: str, check: dict[str, Any], provenance: dict[str, Any]) -> dict:
     """The JSON sidecar of an export (see :mod:`gm_jax.pretrained.gallery`)."""
@@ -103,6 +109,7 @@ def _sidecar(run: Run, state: TrainState, name: str, dtype: str, blob: bytes, ba
     return {
         "format": SIDECAR_FORMAT, "name": name, "family": cfg.model.family, "data": cfg.data.name,
         "config": json.loads(config_to_json(cfg)), "data_spec": ld.spec_to_json(run.pipeline.spec),
+        "upstream": _upstream_entries(cfg),
         "batch_spec": batch_spec, "train_steps": int(state.step), **provenance,
         "params": "ema_params" if state.ema_params is not None else "params",
         "num_params": int(sum(np.size(a) for a in jax.tree.leaves(state.params))), "storage_dtype": dtype,

@@ -21,30 +21,41 @@ import ml_collections
 import numpy as np
 from flax import serialization
 
+from gm_jax.core import tokenizer
 from gm_jax.core.errors import CheckpointError
-from gm_jax.core.family import DataSpec, Family, FamilyInputs
+from gm_jax.core.family import DataSpec, Family, FamilyInputs, TextSpec, Upstream
 from gm_jax.core.rng import purpose_key, seed_key
 from gm_jax.core.state import TrainState
 from gm_jax.pretrained.gallery import paths, read_sidecar, read_weights
 from gm_jax.train.checkpoint import model_mismatch
 from gm_jax.train.config import config_from_json
-from gm_jax.train.families import build_family
+from gm_jax.train.families import build_family, embedded_upstream
 
 CHECK_PURPOSE = "pretrained_check"
 
 
 def spec_to_json(spec: DataSpec) -> dict[str, Any]:
-    """The fields of a :class:`DataSpec` without text (JSON types)."""
-    return {"shape": list(spec.shape), "num_classes": int(spec.num_classes),
-            "value_range": [float(v) for v in spec.value_range], "binary": bool(spec.binary),
-            "levels": int(spec.levels), "name": spec.name}
+    """The fields of a :class:`DataSpec` (JSON types); a captioned model's :class:`TextSpec` under ``text``
+    (its vocabulary as :func:`gm_jax.core.tokenizer.to_json` writes it)."""
+    out: dict[str, Any] = {"shape": list(spec.shape), "num_classes": int(spec.num_classes),
+                           "value_range": [float(v) for v in spec.value_range], "binary": bool(spec.binary),
+                           "levels": int(spec.levels), "name": spec.name}
+    if spec.text is not None:
+        out["text"] = {"vocabulary": tokenizer.to_json(spec.text.vocabulary), "max_length": int(spec.text.max_length),
+                       "bos_eos": bool(spec.text.bos_eos), "class_prompts": list(spec.text.class_prompts)}
+    return out
 
 
 def spec_from_json(data: dict[str, Any]) -> DataSpec:
     """The :class:`DataSpec` written by :func:`spec_to_json`."""
+    text = None
+    if data.get("text") is not None:
+        t = data["text"]
+        text = TextSpec(vocabulary=tokenizer.from_json(t["vocabulary"]), max_length=int(t["max_length"]),
+                        bos_eos=bool(t["bos_eos"]), class_prompts=tuple(str(p) for p in t["class_prompts"]))
     return DataSpec(shape=tuple(int(v) for v in data["shape"]), num_classes=int(data["num_classes"]),
                     value_range=tuple(float(v) for v in data["value_range"]), binary=bool(data["binary"]),
-                    levels=int(data["levels"]), name=str(data.get("name", "")))
+                    levels=int(data["levels"]), name=str(data.get("name", "")), text=text)
 
 
 def batch_spec_of(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -113,10 +124,26 @@ def load_model(name: str, weights_dir: str | os.PathLike | None = None,
     blob, sidecar = read_weights(name, weights_dir)
     config = config_from_json(json.dumps(sidecar["config"]))
     spec = spec_from_json(sidecar["data_spec"])
-    family = build_family(config, spec, inputs or FamilyInputs())
+    inputs = inputs or FamilyInputs()
+    if sidecar.get("upstream"):
+        inputs = dataclasses.replace(inputs, upstream=upstream_of(sidecar, blob, name))
+    family = build_family(config, spec, inputs)
     template = params_template(family, sidecar["batch_spec"], int(config.data.batch_size))
     params = decode_params(blob, template, f"weights file {paths(name, weights_dir)[0]}")
     return Pretrained(name, family, params, config, spec, sidecar)
+
+
+def upstream_of(sidecar: dict[str, Any], blob: bytes, name: str) -> dict[str, Upstream]:
+    """The runs a shipped model builds on, rebuilt from its sidecar (their configs and steps) and its own
+    stored parameters (where the family keeps theirs: :func:`gm_jax.train.families.embedded_upstream`)."""
+    try:
+        stored = serialization.msgpack_restore(blob)
+        return {field: Upstream(config=entry["config"], step=int(entry["step"]), workdir=f"pretrained:{name}",
+                                params=cast_params(embedded_upstream(sidecar["family"], field, stored), "float32"))
+                for field, entry in sidecar["upstream"].items()}
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"the upstream runs of model {name} do not fit its weights ({type(e).__name__}: "
+                              f"{str(e)[:120]}); export the model again with this gm_jax version") from None
 
 
 def load(name: str, weights_dir: str | os.PathLike | None = None) -> tuple[Family, Any]:
@@ -176,4 +203,4 @@ def pretrained_run(name: str, weights_dir: str | os.PathLike | None = None) -> t
 
 __all__ = ["Pretrained", "batch_spec_of", "cast_params", "check_metric", "decode_params", "encode_params",
            "eval_pipeline", "example_batch", "load", "load_model", "params_template", "pretrained_run",
-           "recompute_check", "spec_from_json", "spec_to_json"]
+           "recompute_check", "spec_from_json", "spec_to_json", "upstream_of"]

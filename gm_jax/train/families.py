@@ -7,13 +7,16 @@ flags and ``--help``; a built family declares its exact set in ``Family.sample_o
 
 A registry entry also names the config fields that point at other work directories the family builds on
 (``upstream``); the train layer loads and verifies those runs and hands them to ``make_family`` as
-``FamilyInputs.upstream`` (config and parameters, never a path to read).
+``FamilyInputs.upstream`` (config and parameters, never a path to read). Where the family keeps an upstream
+run's parameters inside its own (frozen), the entry says where (``embedded``), so a model exported to the
+gallery carries its upstream runs with it (:mod:`gm_jax.pretrained`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from gm_jax.core.errors import check_choice
@@ -24,10 +27,13 @@ from gm_jax.core.options import Option
 @dataclasses.dataclass(frozen=True)
 class FamilyEntry:
     """module: the module with ``make_family``; upstream: config fields (dotted) that may name the work
-    directory of a run this family builds on ('' in the config: none)."""
+    directory of a run this family builds on ('' in the config: none); embedded: for such a field, where the
+    upstream run's sampling parameters sit in this family's parameters, ``(key, upstream_key)``: the
+    upstream parameters are ``{upstream_key: params[key]}``, or ``params[key]`` itself when upstream_key is ''."""
 
     module: str
     upstream: tuple[str, ...] = ()
+    embedded: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 FAMILIES: dict[str, FamilyEntry] = {
@@ -39,10 +45,13 @@ FAMILIES: dict[str, FamilyEntry] = {
     "rbm": FamilyEntry("gm_jax.classical.family"),
     "flow": FamilyEntry("gm_jax.flows.family"),
     "pixelcnn": FamilyEntry("gm_jax.autoregressive.family"),
-    "vqvae": FamilyEntry("gm_jax.vq.family", upstream=("model.prior_of",)),
+    "vqvae": FamilyEntry("gm_jax.vq.family", upstream=("model.prior_of",),
+                         embedded={"model.prior_of": ("vqvae", "")}),
     "diffusion": FamilyEntry("gm_jax.diffusion.family"),
     "latent_diffusion": FamilyEntry("gm_jax.diffusion.latent_family",
-                                    upstream=("model.first_stage", "model.text_encoder_of")),
+                                    upstream=("model.first_stage", "model.text_encoder_of"),
+                                    embedded={"model.first_stage": ("autoencoder", "autoencoder"),
+                                              "model.text_encoder_of": ("clip", "clip")}),
     "flow_matching": FamilyEntry("gm_jax.flow_matching.family"),
     "kl_autoencoder": FamilyEntry("gm_jax.autoencoders.kl_family"),
     "clip": FamilyEntry("gm_jax.clip.family"),
@@ -65,6 +74,16 @@ def upstream_fields(config: Any) -> dict[str, str]:
         if value:
             out[field] = str(value)
     return out
+
+
+def embedded_upstream(family: str, field: str, params: Mapping[str, Any]) -> Any:
+    """The sampling parameters of the upstream run of ``field`` as kept inside ``params`` of a ``family``
+    model (the entry's ``embedded`` declaration); a ConfigError when the family does not keep them."""
+    check_choice("model.family", family, FAMILIES)
+    where = FAMILIES[family].embedded
+    check_choice(f"upstream field of a {family} model kept in its parameters", field, where)
+    key, upstream_key = where[field]
+    return {upstream_key: params[key]} if upstream_key else params[key]
 
 
 def build_family(config: Any, spec: DataSpec, inputs: FamilyInputs | None = None) -> Family:
