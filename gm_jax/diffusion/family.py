@@ -503,6 +503,10 @@ METHOD = Option("method", "str", "posterior sampler of the inverse problem (sr3:
 SIGMA_Y = Option("sigma_y", "float", "measurement noise std σ_y of y = A x + σ_y ε in the data's units "
                  "(repaint and ddnm assume 0)", 0.0, low=0.0)
 RESTORE_OPTIONS: tuple[Option, ...] = (METHOD, STEPS, SIGMA_Y, GUIDANCE, LABEL) + _method_options()
+# method -> the names of the options it takes: the zero-shot posterior samplers in order, then the
+# conditioned ones (sr3: no options)
+RESTORE_METHODS: dict[str, list[str]] = {**{m: [o.name for o in spec.options] for m, spec in INVERSE_SAMPLERS.items()},
+                                         **{m: [] for m in CONDITIONED_METHODS}}
 EDIT_OPTIONS: tuple[Option, ...] = (STRENGTH, STEPS, SAMPLER, GUIDANCE, LABEL)
 
 

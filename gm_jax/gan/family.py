@@ -44,6 +44,9 @@ TRUNCATION = Option("truncation", "float", "StyleGAN truncation psi: pull every 
 # Every sampling option of every GAN family, the image-to-image ones included (``source`` is an array, a
 # Python-only keyword of their ``sample``).
 SAMPLE_OPTIONS: tuple[Option, ...] = merge_options((LABEL, TRUNCATION), image_to_image.SAMPLE_OPTIONS)
+# Restoration by the image-to-image generators (Pix2Pix inpainting, SRGAN): method -> its options' names.
+RESTORE_OPTIONS: tuple[Option, ...] = image_to_image.RESTORE_OPTIONS
+RESTORE_METHODS: dict[str, list[str]] = image_to_image.RESTORE_METHODS
 
 
 def model_defaults() -> ml_collections.ConfigDict:

@@ -39,6 +39,12 @@ TASKS: dict[str, ImageTask] = {t.name: t for t in (pix2pix.TASK, cyclegan.TASK, 
 NETS = ("generator", "discriminator")
 # Every sampling option of every task (``source`` is an array, a Python-only keyword).
 SAMPLE_OPTIONS: tuple[Option, ...] = merge_options(*(t.sample_options for t in TASKS.values()))
+# Restoration with a trained generator: the method is the task's name; it takes no options (one deterministic
+# output per measurement, whatever σ_y).
+RESTORE_METHODS: dict[str, list[str]] = {name: [] for name, t in TASKS.items() if t.measurement_condition}
+METHOD = Option("method", "str", "the trained generator that solves the inverse problem (pix2pix: an inpainting "
+                "Pix2Pix model; srgan: an SRGAN of the same scale)", "pix2pix", choices=tuple(RESTORE_METHODS))
+RESTORE_OPTIONS: tuple[Option, ...] = (METHOD,)
 
 
 def model_defaults(task: str = "pix2pix") -> ml_collections.ConfigDict:
@@ -153,6 +159,33 @@ def make_sample(task: ImageTask, nets: TaskNets, eval_batches: Callable[[int], I
     return sample
 
 
+def restore(task: ImageTask, nets: TaskNets, compiled: dict, params: Any, key: jax.Array, y: Any, op: Any,
+            method: str | None = None, num: int = 1, first_index: int = 0, **options: Any
+            ) -> tuple[jax.Array, dict[str, Any]]:
+    """The generator's answer to measurements y [B, *op.y_shape] of the linear operator ``op``:
+    ``G(task.measurement_condition(y, op))`` as [num, B, *image shape] (the same image ``num`` times: a
+    generator is deterministic), ``info["nfe"] = 1``. ``method`` must be the task's name; no other options
+    (``key`` and ``first_index`` are unused). ``compiled``: the jit cache."""
+    del key, first_index
+    method = task.name if method is None else str(method)
+    require(method == task.name, f"method {method!r} is not what this {task.name} model does; use --method "
+            f"{task.name} (zero-shot methods need a diffusion model)")
+    given = {k: v for k, v in options.items() if v is not None}
+    require(not given, f"the {task.name} generator takes no restoration options, got "
+            f"{', '.join('--' + k for k in sorted(given))}; drop them")
+    require(int(num) >= 1, f"num must be >= 1, got {num}")
+    require(tuple(op.x_shape) == tuple(nets.spec.shape), f"operator {op.name!r} acts on images of shape "
+            f"{tuple(op.x_shape)}, this model's are {tuple(nets.spec.shape)}")
+    y = jnp.asarray(y, jnp.float32)
+    require(y.ndim == len(op.y_shape) + 1 and tuple(y.shape[1:]) == tuple(op.y_shape), f"measurements have "
+            f"shape {tuple(y.shape)}, expected [B, {', '.join(map(str, op.y_shape))}]")
+    cond = task.measurement_condition(nets, y, op)
+    if "generator" not in compiled:
+        compiled["generator"] = jax.jit(lambda g, c: nets.gen.apply({"params": g}, c))
+    x = compiled["generator"](params["generator"], cond)
+    return jnp.broadcast_to(x[None], (int(num),) + x.shape), {"nfe": 1}
+
+
 def make_family(config: Any, spec: DataSpec, inputs: FamilyInputs = FamilyInputs()) -> Family:
     """Build the Pix2Pix, CycleGAN or SRGAN family from ``config.model`` (see :func:`model_defaults`) and
     ``config.optim`` (one optimizer per group, as in :mod:`gm_jax.gan.family`; ``model.generator_lr`` /
@@ -164,8 +197,12 @@ def make_family(config: Any, spec: DataSpec, inputs: FamilyInputs = FamilyInputs
     nets = task.build(m, spec)
     txs = {"generator": optimizer(config.optim, m, "generator_lr"),
            "discriminator": optimizer(config.optim, m, "discriminator_lr")}
+    restoring = {}
+    if task.measurement_condition is not None:
+        restoring = dict(restore=functools.partial(restore, task, nets, {}),
+                         restore_options=(METHOD.narrowed(default=task.name, choices=(task.name,)),))
     return Family(name=f"gan_{task.name}", init=functools.partial(init, task, nets, txs),
                   train_step=functools.partial(train_step, task, nets, txs),
                   sample=make_sample(task, nets, inputs.eval_batches),
                   evaluate=functools.partial(task.evaluate, nets), sample_options=task.sample_options,
-                  conditioning=("image",))
+                  conditioning=("image",), **restoring)

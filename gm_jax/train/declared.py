@@ -46,12 +46,12 @@ def live_tables() -> dict[str, DeclaredTable]:
 
 
 def live_methods() -> dict[str, list[str]]:
-    """Restoration method -> the names of the options it takes: the zero-shot posterior samplers of
-    :data:`~gm_jax.diffusion.inverse.INVERSE_SAMPLERS` in order, then the conditioned ones (no options)."""
-    from gm_jax.diffusion.inverse import CONDITIONED_METHODS, INVERSE_SAMPLERS
+    """Restoration method -> the names of the options it takes, from the family modules' ``RESTORE_METHODS``
+    tables (:func:`gm_jax.train.families.declared_methods`): the diffusion family's zero-shot posterior
+    samplers and sr3, then the GAN generators' methods."""
+    from gm_jax.train.families import declared_methods
 
-    return {**{m: [o.name for o in spec.options] for m, spec in INVERSE_SAMPLERS.items()},
-            **{m: [] for m in CONDITIONED_METHODS}}
+    return declared_methods()
 
 
 def tables_to_json(tables: dict[str, DeclaredTable]) -> dict[str, Any]:

@@ -91,6 +91,18 @@ def build_family(config: Any, spec: DataSpec, inputs: FamilyInputs | None = None
     return family_module(config.model.family).make_family(config, spec, inputs or FamilyInputs())
 
 
+def declared_methods() -> dict[str, list[str]]:
+    """Every restoration method of the family modules' ``RESTORE_METHODS`` tables (method -> the names of
+    its options), in the modules' order of :data:`FAMILIES` sorted by family name; a method declared twice
+    must take the same options."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(FAMILIES):
+        for method, takes in getattr(family_module(name), "RESTORE_METHODS", {}).items():
+            if out.setdefault(method, list(takes)) != list(takes):
+                raise ValueError(f"restoration method {method!r} is declared with different options")
+    return out
+
+
 def declared_options(attribute: str) -> dict[str, tuple[list[Option], list[str]]]:
     """Every option of the family modules' table ``attribute`` (``SAMPLE_OPTIONS``, ``RESTORE_OPTIONS``,
     ``EDIT_OPTIONS``), name -> (its declarations, the families that declare it); a module without the table

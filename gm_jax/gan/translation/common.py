@@ -50,7 +50,10 @@ class ImageTask:
     d_objective(nets, d_params, inputs, fakes) and g_objective(nets, fakes, d_params, inputs) -> (loss,
     metrics); evaluate(nets, params, batch, key) -> metrics; translate(nets, g_params, x, key, direction)
     -> images; source_classes(model, direction): the classes of the default source images (None: all);
-    sample_options: the run-time options of ``sample`` beyond ``source``."""
+    sample_options: the run-time options of ``sample`` beyond ``source``; measurement_condition(nets, y, op)
+    -> the generator's input for a measurement ``y`` of the linear operator ``op`` (the task's own
+    measurement; a one-line ConfigError for any other), or None when the task restores nothing
+    (:func:`gm_jax.gan.image_to_image.restore`)."""
 
     name: str
     defaults: Mapping[str, Any]
@@ -65,6 +68,7 @@ class ImageTask:
     translate: Callable[..., jax.Array]
     source_classes: Callable[[Any, str], tuple[int, ...] | None]
     sample_options: tuple[Option, ...] = ()
+    measurement_condition: Callable[[TaskNets, jax.Array, Any], jax.Array] | None = None
 
 
 # A paired task's condition: (nets, target images, key) -> generator input; its critic:
@@ -126,7 +130,8 @@ def paired_task(name: str, defaults: Mapping[str, Any], check: Callable[[Any, Da
                 build: Callable[[Any, DataSpec], TaskNets], condition: ConditionFn, critic: CriticFn,
                 init_disc: Callable[..., Any],
                 g_objective: Callable[[TaskNets, Arrays, Any, Arrays], tuple[jax.Array, Metrics]],
-                evaluate: Callable[[TaskNets, Any, Batch, jax.Array], Metrics] | None = None) -> ImageTask:
+                evaluate: Callable[[TaskNets, Any, Batch, jax.Array], Metrics] | None = None,
+                measurement_condition: Callable[[TaskNets, jax.Array, Any], jax.Array] | None = None) -> ImageTask:
     """An :class:`ImageTask` whose generator maps ``condition(x)`` back to ``x``."""
     return ImageTask(
         name=name, defaults=defaults, check=check, build=build,
@@ -134,4 +139,5 @@ def paired_task(name: str, defaults: Mapping[str, Any], check: Callable[[Any, Da
         inputs_of=functools.partial(paired_inputs, condition), generate=paired_generate,
         d_objective=functools.partial(paired_d_objective, critic), g_objective=g_objective,
         evaluate=evaluate or functools.partial(paired_evaluate, condition),
-        translate=functools.partial(paired_translate, condition), source_classes=all_classes)
+        translate=functools.partial(paired_translate, condition), source_classes=all_classes,
+        measurement_condition=measurement_condition)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from gm_jax.core.errors import check_choice, require
 from gm_jax.core.family import DataSpec, Metrics
@@ -59,4 +60,20 @@ def g_objective(nets: TaskNets, fakes: Arrays, d_params: Any, inputs: Arrays) ->
     return out.total, {"g_loss": out.total, "g_adversarial": out.adversarial, "l1": out.l1}
 
 
-TASK = paired_task("pix2pix", DEFAULTS, check, build, condition, critic, init_disc, g_objective)
+def measurement_condition(nets: TaskNets, y: jax.Array, op: Any) -> jax.Array:
+    """The inpainting generator's input for y = M ⊙ x of a masking operator: the known pixels (zeros in the
+    holes) and the mask, as in training (:func:`gm_jax.gan.tasks.masked_condition`)."""
+    require(nets.model.condition == "inpaint", "this Pix2Pix model maps edges to images (model.condition="
+            "'edges'), which is no linear measurement; restore with a model trained with model.condition=inpaint")
+    mask = op.mask
+    require(mask is not None, f"a Pix2Pix inpainting model fills masked pixels, not operator {op.name!r}; "
+            "pass --task inpaint")
+    mask = jnp.asarray(mask, jnp.float32)
+    require(bool(jnp.all(mask == mask[..., :1])), "the mask differs between channels; the inpainting model "
+            "takes one mask for all channels")
+    mask = jnp.broadcast_to(mask[..., :1], y.shape[:-1] + (1,))
+    return tasks.masked_condition(y * mask, mask)
+
+
+TASK = paired_task("pix2pix", DEFAULTS, check, build, condition, critic, init_disc, g_objective,
+                   measurement_condition=measurement_condition)

@@ -10,6 +10,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gm_jax.core.errors import require
 from gm_jax.core.family import Batch, DataSpec, Metrics
@@ -97,5 +98,17 @@ def evaluate(nets: TaskNets, params: Any, batch: Batch, key: jax.Array) -> Metri
     return out
 
 
+def measurement_condition(nets: TaskNets, y: jax.Array, op: Any) -> jax.Array:
+    """The low-resolution image itself, once ``op`` is checked (on a probe image) to be the model's own
+    ×``model.scale`` box downsampling."""
+    scale = int(nets.model.scale)
+    probe = jnp.asarray(np.random.RandomState(0).rand(1, *nets.spec.shape), jnp.float32)
+    same = tuple(op.y_shape) == tuple(condition(nets, probe, None).shape[1:]) and bool(
+        jnp.allclose(op.A(probe), condition(nets, probe, None), atol=1e-5))
+    require(same, f"this SRGAN super-resolves x{scale} average pooling (model.scale), not operator {op.name!r}; "
+            f"pass --task superres --scale {scale}")
+    return y
+
+
 TASK = paired_task("srgan", DEFAULTS, check, build, condition, critic, init_disc, g_objective,
-                   evaluate=evaluate)
+                   evaluate=evaluate, measurement_condition=measurement_condition)
