@@ -3,7 +3,8 @@ FID, measurement consistency, NFE and time per image for every posterior sampler
 
     python experiments/restoration_table.py --pretrained ddpm_fashion_mnist --out runs/restoration \\
         [--num 250] [--steps 50] [--tasks box,random50,sr2,sr4] [--methods repaint,ddnm,ddrm,pigdm,dps] \\
-        [--sigma_y 0] [--resample 1] [--chunk 125] [--seed 0] [--deadline UNIX_SECONDS]
+        [--sigma_y 0] [--resample 1] [--chunk 125] [--seed 0] [--deadline UNIX_SECONDS] \
+        [--models RUN,RUN,...]
 
 (``--workdir RUN`` instead of ``--pretrained NAME`` for a run of one's own.) Tasks: ``box`` (the centred
 14×14 box unobserved), ``randomP`` (each pixel observed with probability P/100, one mask drawn from
@@ -13,6 +14,11 @@ sample per image with ``--steps`` steps, the model's unconditional denoiser (no 
 declared defaults (DDRM η = 0.85, η_b = 1; DPS ζ = 1) except RePaint's ``--resample`` (default 1: NFE
 2·steps − 1). Baselines: A⁺y (the measurement put back in image space: observed pixels and zeros, or
 nearest-neighbour upsampling) and, for super-resolution, bicubic upsampling of y (Keys 1981).
+
+``--models``: work directories of trained restoration models — a Pix2Pix inpainting GAN, SRGANs, SR3 models
+(``experiments/configs/sr3_fashion_mnist_cpu.py``) — each run on every task its family accepts (its own
+method: ``pix2pix``, ``srgan``, ``sr3``, with the run's defaults; a task it cannot do is skipped, e.g. an SRGAN
+×2 on ×4 pooling), on the same measurements, next to the zero-shot methods.
 
 Per method: PSNR and SSIM (:mod:`gm_jax.metrics.image_quality`, images in [−1, 1], R = 2; mean and standard
 error over images), FID of the restorations against the ground-truth images in the shipped
@@ -113,6 +119,50 @@ def run_method(ctx: dict[str, Any], method: str, op: Any, y: np.ndarray, args: a
     return np.concatenate(parts), nfe, float(np.median(later))
 
 
+def load_models(args: argparse.Namespace, spec: Any) -> list[dict[str, Any]]:
+    """The ``--models`` runs: family, sampling parameters and own method (the default of its ``method``
+    restoration option); one line for a run that cannot restore or draws images of another shape or range."""
+    from gm_jax.core.errors import ConfigError
+    from gm_jax.train.workdir import load_workdir
+
+    out = []
+    for workdir in args.models:
+        run, state = load_workdir(workdir)
+        family = run.family
+        if not family.can_restore:
+            raise ConfigError(f"--models {workdir}: family {family.name!r} cannot restore")
+        other = run.pipeline.spec
+        if tuple(other.shape) != tuple(spec.shape) or tuple(other.value_range) != tuple(spec.value_range):
+            raise ConfigError(f"--models {workdir}: images {other.shape} in {other.value_range}, the prior's are "
+                              f"{spec.shape} in {spec.value_range}; train it on the same data")
+        method = next(o.default for o in family.restore_options if o.name == "method")
+        out.append({"workdir": workdir, "family": family, "params": state.sampling_params(), "method": method,
+                    "step": int(state.step)})
+    return out
+
+
+def run_model(model: dict[str, Any], op: Any, y: np.ndarray, args: argparse.Namespace
+              ) -> tuple[np.ndarray, int, float] | None:
+    """A trained model's restorations of ``y`` (as :func:`run_method`, the model's own method and defaults), or
+    None when its family refuses the operator (a task it was not trained for)."""
+    from gm_jax.core.errors import ConfigError
+    from gm_jax.core.rng import purpose_key, seed_key
+
+    key = purpose_key(seed_key(args.seed), "restore")
+    parts, nfe, times = [], 0, []
+    for start in range(0, len(y), args.chunk):
+        t0 = time.perf_counter()
+        try:
+            x, info = model["family"].restore(model["params"], key, y[start:start + args.chunk], op, model["method"],
+                                              1, first_index=start)
+        except ConfigError:
+            return None
+        parts.append(np.asarray(x)[0])
+        times.append((time.perf_counter() - t0) / len(parts[-1]))
+        nfe = int(info["nfe"])
+    return np.concatenate(parts), nfe, float(np.median(times[1:] or times))
+
+
 def context(args: argparse.Namespace) -> dict[str, Any]:
     """The model, the ground truth (first ``--num`` test images), its features and the FID floor."""
     from gm_jax.metrics import fid, load_feature_extractor
@@ -133,7 +183,7 @@ def context(args: argparse.Namespace) -> dict[str, Any]:
     return {"family": run.family, "params": state.sampling_params(), "step": int(state.step),
             "value_range": spec.value_range, "shape": tuple(spec.shape), "truth": real[:args.num],
             "extractor": extractor, "f_truth": f_real[:args.num],
-            "floor_fid": float(fid(f_real[:args.num], f_real[args.num:]))}
+            "floor_fid": float(fid(f_real[:args.num], f_real[args.num:])), "models": load_models(args, spec)}
 
 
 def markdown(payload: dict[str, Any]) -> str:
@@ -178,6 +228,17 @@ def measure_task(ctx: dict[str, Any], task: str, args: argparse.Namespace, paylo
         print(json.dumps(record), flush=True)
         rows.append(x_hat[:10])
         write(args, payload)
+    for model in ctx["models"]:
+        result = run_model(model, op, y, args)
+        if result is None:
+            continue
+        x_hat, nfe, per_image = result
+        record = {"task": task, "method": model["method"], "model": model["workdir"], "model_step": model["step"],
+                  "nfe": nfe, "seconds_per_image": per_image, **image_scores(ctx, x_hat, y, op)}
+        payload["records"].append(record)
+        print(json.dumps(record), flush=True)
+        rows.append(x_hat[:10])
+        write(args, payload)
     save_image_grid(np.concatenate(rows), os.path.join(args.out, f"grid_{task}.png"), ctx["value_range"], ncols=10)
 
 
@@ -196,9 +257,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=125, help="images per compiled call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deadline", type=float, default=0.0, help="unix seconds; later methods are skipped")
+    p.add_argument("--models", default="", help="comma-separated work directories of trained restoration models "
+                   "(Pix2Pix inpainting, SRGAN, SR3), each run on the tasks it can do")
     args = p.parse_args(argv)
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     for name in ("num", "steps", "chunk"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
