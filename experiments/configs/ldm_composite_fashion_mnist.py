@@ -11,7 +11,8 @@ step of the one-object recipe at batch 128.
         --guidance 4 --num 16
     python experiments/composite_position_study.py --workdir runs/ldm_composite --guidance 1,2,4,6
 
-Measured in docs/results.md ("Two objects: position words").
+Measured in docs/results.md ("Two objects, position words, and the frozen-CLIP text encoder"): position
+accuracy 0.23 at guidance 4 (both items drawn 0.42, on swapped sides 0.19): the model does not bind the sides.
 """
 
 import os
