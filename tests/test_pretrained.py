@@ -276,3 +276,22 @@ def test_shipped_text_to_image_model_draws_what_it_is_asked_for(tmp_path, capsys
     probs = np.asarray(load_feature_extractor("fashion_mnist_cnn").class_probs(x))
     wanted = np.repeat([1, 7, 8, 9], 4)
     assert (probs.argmax(1) == wanted).mean() >= 0.8, probs.argmax(1)
+
+
+def test_shipped_sr3_beats_bicubic_on_test_images():
+    """The shipped SR3 x4 model (`gm-jax restore --pretrained sr3_fashion_mnist_x4 --method sr3`) against bicubic
+    upsampling of the same x4 average-pooled test images (measured on 250: 17.47 against 15.93 dB PSNR)."""
+    import jax.numpy as jnp
+
+    from gm_jax.diffusion import operators
+    from gm_jax.metrics import psnr
+
+    model = loading.load_model("sr3_fashion_mnist_x4")
+    x = loading.eval_pipeline(model.config).eval_images(32)["x"]
+    op = operators.downsample((28, 28, 1), 4)
+    y = np.asarray(op.A(jnp.asarray(x)))
+    out, info = model.family.restore(model.params, jax.random.key(0), y, op, "sr3", 1)
+    assert info["nfe"] == 20 and out.shape == (1, 32, 28, 28, 1)
+    bicubic = jax.image.resize(jnp.asarray(y), x.shape, "bicubic")
+    gain = np.asarray(psnr(jnp.asarray(out[0]), jnp.asarray(x))) - np.asarray(psnr(bicubic, jnp.asarray(x)))
+    assert gain.mean() > 0.5, gain.mean()
