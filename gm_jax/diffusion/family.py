@@ -502,11 +502,12 @@ METHOD = Option("method", "str", "posterior sampler of the inverse problem (sr3:
                 "network)", "ddrm", choices=tuple(INVERSE_SAMPLERS) + tuple(CONDITIONED_METHODS))
 SIGMA_Y = Option("sigma_y", "float", "measurement noise std σ_y of y = A x + σ_y ε in the data's units "
                  "(repaint and ddnm assume 0)", 0.0, low=0.0)
-RESTORE_OPTIONS: tuple[Option, ...] = (METHOD, STEPS, SIGMA_Y, GUIDANCE, LABEL) + _method_options()
+SR3_SAMPLER = SAMPLER.narrowed(help="sampler of an SR3 model's chain (method sr3 only; default model.sampler)")
+RESTORE_OPTIONS: tuple[Option, ...] = (METHOD, STEPS, SIGMA_Y, GUIDANCE, LABEL, SR3_SAMPLER) + _method_options()
 # method -> the names of the options it takes: the zero-shot posterior samplers in order, then the
 # conditioned ones (sr3: no options)
 RESTORE_METHODS: dict[str, list[str]] = {**{m: [o.name for o in spec.options] for m, spec in INVERSE_SAMPLERS.items()},
-                                         **{m: [] for m in CONDITIONED_METHODS}}
+                                         **{m: ["sampler"] for m in CONDITIONED_METHODS}}
 EDIT_OPTIONS: tuple[Option, ...] = (STRENGTH, STEPS, SAMPLER, GUIDANCE, LABEL)
 
 
@@ -518,12 +519,12 @@ def _conditioning_options(s: Setup) -> list[Option]:
 
 def restore_options(s: Setup) -> tuple[Option, ...]:
     """The exact restoration options of this config: steps <= the grid length, label and guidance only when
-    class-conditional; SR3 models take method sr3 only and no method options (their sampler is
-    ``model.sampler``)."""
+    class-conditional; SR3 models take method sr3 only and, instead of method options, the registered sampler
+    of their chain (default ``model.sampler``)."""
     steps = STEPS.narrowed(default=int(s.m.sample_steps), high=s.max_steps)
     if s.cond_op is not None:
         method = METHOD.narrowed(default=next(iter(CONDITIONED_METHODS)), choices=tuple(CONDITIONED_METHODS))
-        return (method, steps, SIGMA_Y, *_conditioning_options(s))
+        return (method, steps, SIGMA_Y, *_conditioning_options(s), SR3_SAMPLER.narrowed(default=s.m.sampler))
     method = METHOD.narrowed(choices=tuple(INVERSE_SAMPLERS))
     return (method, steps, SIGMA_Y, *_conditioning_options(s)) + _method_options()
 
@@ -662,8 +663,8 @@ def _restore_sr3(s: Setup, compiled: dict, params: PyTree, key: jax.Array, y: np
                  ) -> tuple[jax.Array, dict[str, Any]]:
     """SR3 (Saharia et al. 2022): ``n`` draws x ~ p(x | y) per measurement with the model's own conditional
     network, the registered sampler ``model.sampler`` (its options from ``config.model``) run with A⁺y fixed
-    through the chain (:func:`sample_chain`); σ_y is that of the input's measurement (the network was trained
-    at ``model.sr_sigma_y``), no other method's options."""
+    through the chain (:func:`sample_chain`), or the registered sampler ``sampler`` given; σ_y is that of the
+    input's measurement (the network was trained at ``model.sr_sigma_y``), no other method's options."""
     check_steps_bound(s, given)
     given = check_options(given, restore_options(s), "restoration with an SR3 model")
     given.pop("sigma_y", None)

@@ -168,3 +168,11 @@ def test_cli_train_and_restore_sr3(tmp_path, data_dir, capsys):
     assert main(["restore", "--workdir", str(run), "--task", "superres", "--scale", "2", "--method", "sr3",
                  "--input", str(tmp_path / "imgs.npz")]) == 2
     assert "--scale 4" in capsys.readouterr().err
+    # another registered sampler for the SR3 chain: Heun's 2N - 1 evaluations; a zero-shot method takes none
+    restore = ["restore", "--workdir", str(run), "--task", "superres", "--scale", "4", "--input",
+               str(tmp_path / "imgs.npz"), "--steps", "3", "--sampler", "heun", "--out", str(tmp_path / "heun")]
+    assert main([*restore, "--method", "sr3"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["nfe"] == 5 and np.load(info["npz"])["restorations"].shape == (4, 2, 28, 28, 1)
+    assert main([*restore, "--method", "ddrm"]) == 2
+    assert "does not take --sampler" in capsys.readouterr().err
