@@ -167,17 +167,9 @@ def write_outputs(context: dict[str, Any], results: list[dict[str, Any]], argv: 
     return report
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (``composite_position_study: error: ...``, exit 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the module docstring."""
-    p = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    p = one_object._Parser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="a latent_diffusion run trained with data.composite=true")
     p.add_argument("--guidance", default="1,2,4,6", help="comma-separated guidance scales w >= 0")
     p.add_argument("--num", type=int, default=8, help="images per prompt")

@@ -449,10 +449,10 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (``text_to_image_study: error: ...``, exit 2)."""
+    """argparse with one-line errors (``PROG: error: ...``, exit 2); also the two-object study's parser."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 
