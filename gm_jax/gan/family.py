@@ -356,6 +356,24 @@ def train_step(s: Setup, state: TrainState, batch: Batch, key: jax.Array) -> tup
     return new_state, metrics
 
 
+def evaluate(s: Setup, params: Any, batch: Batch, key: jax.Array) -> Metrics:
+    """Both players' objectives on an eval batch (Goodfellow et al. 2014, eq. 1, in the configured loss):
+    the discriminator's loss on the real batch against as many generated images (latents and StyleGAN
+    noise from ``key``; the real batch's labels when conditional), its real and fake parts, the generator's
+    loss on those fakes, and the fraction of real and fake images the discriminator classifies correctly
+    (logit > 0 for real). Not defined for a spectrally normalised discriminator, whose power-iteration
+    vectors are training state rather than parameters (:func:`make_family` leaves ``evaluate`` unset)."""
+    real, label = batch["x"], labels_of(s, batch)
+    z = jax.random.normal(key, (real.shape[0], s.latent_dim), real.dtype)
+    fake = generate(s, params["generator"], z, label, jax.random.fold_in(key, 7))
+    real_logits = critic(s, params["discriminator"], real, label)
+    fake_logits = critic(s, params["discriminator"], fake, label)
+    out = s.loss(real_logits, fake_logits)
+    accuracy = 0.5 * (jnp.mean(real_logits > 0) + jnp.mean(fake_logits <= 0))
+    return {"d_loss": out.d_loss, "d_real": out.d_real, "d_fake": out.d_fake, "g_loss": out.g_loss,
+            "d_accuracy": accuracy}
+
+
 def mean_style(s: Setup, g_params: Any) -> jax.Array:
     """``w_avg``: the mean of ``f(z)`` over ``truncation_samples`` latents from a fixed key (Karras et al.
     2019 track it as a running average during training; here it is recomputed from the parameters)."""
@@ -434,4 +452,5 @@ def make_family(config: Any, spec: DataSpec, inputs: FamilyInputs = FamilyInputs
     draw_jit = jax.jit(functools.partial(draw, s), static_argnums=2)
     return Family(name="gan", init=functools.partial(init, s), train_step=functools.partial(train_step, s),
                   sample=functools.partial(sample, s, draw_jit), sample_options=sample_options(s),
+                  evaluate=None if s.spectral else functools.partial(evaluate, s),
                   conditioning=("label",) if s.num_classes else ())

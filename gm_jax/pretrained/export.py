@@ -34,15 +34,17 @@ from gm_jax.train.workdir import Run, check_writable, load_upstream, load_workdi
 
 DTYPES = ("float32", "float16")
 # the metric a sidecar leads with: the first of these the family's evaluate reports (else its first metric)
-HEADLINE_PREFERENCE = ("bits_per_dim", "nll", "nll_iwae", "neg_elbo", "fid", "loss")
+HEADLINE_PREFERENCE = ("bits_per_dim", "nll", "nll_iwae", "neg_elbo", "fid", "loss", "d_loss")
 CHECK_SEED = 0
 CHECK_RTOL = 1e-4
 CHECK_BATCH_INLINE = 4096  # numbers of a check batch stored in the sidecar itself
 
 
-def check_request(workdir: str, name: str, dtype: str, out_dir: str, num_batches: int, check_num: int) -> None:
+def check_request(workdir: str, name: str, dtype: str, out_dir: str, num_batches: int, check_num: int,
+                  fid_num: int = 0) -> None:
     """Everything about an export request that can be checked before a model is loaded (nothing written)."""
     check_name(name)
+    require(fid_num >= 0, f"--fid_num must be >= 0 (0: no sample FID), got {fid_num}")
     require(dtype in DTYPES, f"--dtype must be one of: {', '.join(DTYPES)}, got {dtype!r}")
     require(num_batches >= 0, f"--num_batches must be >= 0 (0: the whole eval split), got {num_batches}")
     require(check_num >= 1, f"--check_num must be >= 1, got {check_num}")
@@ -55,13 +57,23 @@ def check_request(workdir: str, name: str, dtype: str, out_dir: str, num_batches
 
 
 def _headline(metrics: dict[str, float], wanted: str | None) -> str:
-    names = [k.removeprefix("eval/") for k in metrics]
+    """The full name (``eval/...`` or ``samples/...``) of the metric the sidecar leads with."""
+    names = {k.split("/", 1)[1]: k for k in metrics}
     if wanted:
         require(wanted in names, f"--headline {wanted!r} is not a metric of this model; choose one of: "
                 f"{', '.join(sorted(names))}")
-        return wanted
-    require(bool(names), "the model's family reports no evaluation metric; it cannot be exported with metrics")
-    return next((n for n in HEADLINE_PREFERENCE if n in names), sorted(names)[0])
+        return names[wanted]
+    return names[next((n for n in HEADLINE_PREFERENCE if n in names), sorted(names)[0])]
+
+
+def _sample_fid(run: Run, state: TrainState, params: Any, num: int) -> dict[str, Any]:
+    """FID of ``num`` samples of the stored weights (the family's default sampling, seed 0) against the first
+    ``num`` eval images, in the shipped feature network of the data (:func:`gm_jax.train.quality.sample_quality`)."""
+    from gm_jax.train.quality import sample_quality
+
+    report = sample_quality(run, state.replace(params=params, ema_params=None), ["fid"], num)
+    return {"value": float(report["metrics"]["fid"]["value"]), "num_samples": num,
+            "extractor": report["extractor"]["name"], "seed": 0}
 
 
 def _evaluate(run: Run, state: TrainState, params: Any, num_batches: int) -> dict[str, float]:
@@ -100,8 +112,10 @@ def _upstream_entries(config: Any) -> dict[str, dict[str, Any]]:
 
 
 def _sidecar(run: Run, state: TrainState, name: str, dtype: str, blob: bytes, batch_spec: dict,
-             metrics: dict[str, float], headline: str, check: dict[str, Any], provenance: dict[str, Any]) -> dict:
-    """The JSON sidecar of an export (see :mod:`gm_jax.pretrained.gallery`)."""
+             metrics: dict[str, float], samples: dict[str, float], headline: str, check: dict[str, Any],
+             provenance: dict[str, Any]) -> dict:
+    """The JSON sidecar of an export (see :mod:`gm_jax.pretrained.gallery`); ``samples``: sample-quality
+    metrics (``samples/fid``), empty when not measured."""
     cfg = run.config
     note = ("float16 storage; every metric here is computed with the float16 weights (cast to float32 to "
             "compute); the float32 weights' are under metrics.float32") if dtype == "float16" else \
@@ -114,7 +128,7 @@ def _sidecar(run: Run, state: TrainState, name: str, dtype: str, blob: bytes, ba
         "params": "ema_params" if state.ema_params is not None else "params",
         "num_params": int(sum(np.size(a) for a in jax.tree.leaves(state.params))), "storage_dtype": dtype,
         "storage_note": note,
-        "metrics": {"headline": {"name": f"eval/{headline}", "value": metrics[f"eval/{headline}"]},
+        "metrics": {"headline": {"name": headline, "value": (metrics | samples)[headline]},
                     "eval": metrics, "eval_split": cfg.data.eval_split, "eval_batch_size": int(cfg.data.batch_size)},
         "check": check, "gm_jax_version": gm_jax.__version__, "jax_version": jax.__version__,
         "sha256": hashlib.sha256(blob).hexdigest(), "size_bytes": len(blob)}
@@ -126,7 +140,9 @@ def _check_entry(run: Run, params: Any, headline: str, num: int) -> dict[str, An
     images = run.pipeline.eval_images(num)
     partitionable = bool(jax.config.jax_threefry_partitionable)
     values = ld.check_metric(run.family, params, images, CHECK_SEED, partitionable)
-    metric = headline if headline in values else sorted(values)[0]
+    name = headline.split("/", 1)[1]
+    fallback = next((n for n in HEADLINE_PREFERENCE if n in values), sorted(values)[0])
+    metric = name if headline.startswith("eval/") and name in values else fallback
     n, split = int(len(images["x"])), run.config.data.eval_split
     entry = {"metric": metric, "value": values[metric], "num_images": n, "seed": CHECK_SEED,
              "threefry_partitionable": partitionable, "rtol": CHECK_RTOL,
@@ -141,29 +157,38 @@ def _check_entry(run: Run, params: Any, headline: str, num: int) -> dict[str, An
 
 def export_run(workdir: str, name: str, dtype: str = "float32", out_dir: str | os.PathLike | None = None, *,
                train_command: str | None = None, train_cpu_seconds: float | None = None, num_batches: int = 0,
-               check_num: int = 128, headline: str | None = None, export_command: str | None = None
-               ) -> dict[str, Any]:
+               check_num: int = 128, headline: str | None = None, export_command: str | None = None,
+               fid_num: int = 0) -> dict[str, Any]:
     """Export the finished run in ``workdir`` as gallery model ``name`` into ``out_dir`` (default the package's
     ``gm_jax/pretrained/weights``); returns the sidecar. ``num_batches``: eval batches for the metrics (0: the
     whole eval split); ``check_num``: images of the check metric; ``train_command``/``train_cpu_seconds``: how
-    the run was trained, as measured by the caller (recorded as given)."""
+    the run was trained, as measured by the caller (recorded as given); ``fid_num`` > 0: also the FID of that
+    many samples against as many eval images (``metrics.samples.fid``; the headline when the family reports no
+    likelihood)."""
     from gm_jax.train.loop import is_complete
 
     out = pathlib.Path(out_dir) if out_dir is not None else WEIGHTS_DIR
-    check_request(workdir, name, dtype, str(out), num_batches, check_num)
+    check_request(workdir, name, dtype, str(out), num_batches, check_num, fid_num)
     run, state = load_workdir(workdir)
     try:
+        if run.family.evaluate is None:
+            raise ConfigError(f"the model in {workdir} has no evaluation metric (its family defines no evaluate), "
+                              "so no check number could be recomputed from its weights; it cannot be exported")
         step = int(state.step)
         if not is_complete(workdir, step, run.config.train.num_steps):
             raise ConfigError(f"the run in {workdir} has not finished (step {step} of {run.config.train.num_steps}, "
                               "or no final.json); finish it with `gm-jax train` first")
         blob, loaded, batch_spec = _stored_params(run, state, dtype)
         metrics = _evaluate(run, state, loaded, num_batches)
-        main = _headline(metrics, headline)
+        fid = _sample_fid(run, state, loaded, fid_num) if fid_num else None
+        samples = {"samples/fid": fid["value"]} if fid else {}
+        main = _headline(metrics | samples, headline)
         provenance = {"train_cpu_seconds": train_cpu_seconds, "train_command": train_command,
                       "export_command": export_command}
-        sidecar = _sidecar(run, state, name, dtype, blob, batch_spec, metrics, main,
+        sidecar = _sidecar(run, state, name, dtype, blob, batch_spec, metrics, samples, main,
                            _check_entry(run, loaded, main, check_num), provenance)
+        if fid:
+            sidecar["metrics"]["samples"] = {"fid": fid}
         sidecar["metrics"]["eval_batches"] = num_batches or "all"
         if dtype == "float16":
             sidecar["metrics"]["float32"] = _evaluate(run, state, state.sampling_params(), num_batches)

@@ -238,3 +238,35 @@ def test_declared_sample_options_and_conditioning():
         assert fam.name == f"gan_{task}" and fam.conditioning == ("image",)
         assert [o.name for o in fam.sample_options] == names
         assert all(o in gan_family.SAMPLE_OPTIONS for o in fam.sample_options)
+
+
+def test_evaluate_is_the_loss_on_real_and_generated_batches():
+    """``evaluate``: the non-saturating loss recomputed by hand from the critic's logits on the real batch and
+    on G(z) with z drawn from the same key: d_loss = softplus(-D(x)) + softplus(D(G(z))), g_loss =
+    softplus(-D(G(z))), accuracy = share of real logits > 0 and fake logits <= 0; undefined for a spectrally
+    normalised critic."""
+    x = eight_gaussians(jax.random.key(0), 32)
+    cfg = toy_config()
+    fam = make_family(cfg, TOY_SPEC)
+    params = jax.jit(fam.init)(jax.random.key(1), {"x": x}).params
+    key = jax.random.key(5)
+    got = jax.jit(fam.evaluate)(params, {"x": x}, key)
+    gen, disc = make_networks(cfg.model, TOY_SPEC)
+    z = jax.random.normal(key, (32, cfg.model.latent_dim))
+    fake = gen.apply({"params": params["generator"]}, z, None)
+    real_logits = np.asarray(disc.apply({"params": params["discriminator"]}, x, None), np.float64)
+    fake_logits = np.asarray(disc.apply({"params": params["discriminator"]}, fake, None), np.float64)
+    def softplus(t):
+        return np.logaddexp(0.0, t)
+
+    d_real, d_fake = np.mean(softplus(-real_logits)), np.mean(softplus(fake_logits))
+    np.testing.assert_allclose(float(got["d_real"]), d_real, rtol=1e-5)
+    np.testing.assert_allclose(float(got["d_fake"]), d_fake, rtol=1e-5)
+    np.testing.assert_allclose(float(got["d_loss"]), d_real + d_fake, rtol=1e-5)
+    np.testing.assert_allclose(float(got["g_loss"]), np.mean(softplus(-fake_logits)), rtol=1e-5)
+    accuracy = 0.5 * (np.mean(real_logits > 0) + np.mean(fake_logits <= 0))
+    np.testing.assert_allclose(float(got["d_accuracy"]), accuracy, rtol=1e-6)
+    image_spec = DataSpec(shape=(28, 28, 1), name="fashion_mnist")
+    spectral = default_config()
+    spectral.model.update({"features": 8, "discriminator_normalization": "spectral"})
+    assert make_family(spectral, image_spec).evaluate is None
