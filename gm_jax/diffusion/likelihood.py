@@ -25,14 +25,17 @@ def probability_flow_drift(denoiser: Denoiser, sde: SDE, x: jax.Array, t: jax.Ar
 
 
 def _divergence(drift_fn, x: jax.Array, z: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """The drift and its divergence per example: the exact Jacobian trace, or Hutchinson's ``zᵀ (∂f/∂x) z``.
+    Reverse mode, because networks with a custom VJP (the U-Net's convolutions) have no forward mode."""
     if z is None:  # exact trace of the per-example Jacobian
         def single(xi):
             fn = lambda u: drift_fn(u[None])[0].reshape(-1)
-            jac = jax.jacfwd(fn)(xi)
+            jac = jax.jacrev(fn)(xi)
             return jnp.trace(jac.reshape(fn(xi).shape[0], -1))
         return drift_fn(x), jax.vmap(single)(x)
-    out, jvp = jax.jvp(drift_fn, (x,), (z,))
-    return out, jnp.sum((z * jvp).reshape(x.shape[0], -1), -1)
+    out, vjp_fn = jax.vjp(drift_fn, x)
+    (row,) = vjp_fn(z)
+    return out, jnp.sum((z * row).reshape(x.shape[0], -1), -1)
 
 
 def ode_log_likelihood(denoiser: Denoiser, sde: SDE, x: jax.Array, key: jax.Array | None = None,

@@ -198,9 +198,12 @@ def log_likelihood_metrics(s: Setup, params: Any, x: jax.Array, key: jax.Array) 
 
 def evaluate(s: Setup, metrics_jit: Any, params: Any, batch: Batch, key: jax.Array) -> Metrics:
     """``nll`` (nats per example; discrete bound for quantized data), ``bits_per_dim`` for images, and
-    the ``nfe`` of the likelihood ODE. ``metrics_jit``: :func:`log_likelihood_metrics` jitted."""
+    the ``nfe`` of the likelihood ODE (``metrics_jit``: :func:`log_likelihood_metrics` jitted), and the CFM
+    regression ``loss`` of the batch (Lipman et al. 2023, eq. 9; times, sources and couplings from ``key``)."""
     check_batch(s, batch["x"])
-    return metrics_jit(params, batch["x"], key)
+    loss = cfm_loss(partial(apply_net, s, params), jax.random.fold_in(key, 1), batch["x"], s.cfg.path,
+                    s.cfg.coupling, s.t_max, **s.path_args)
+    return {**metrics_jit(params, batch["x"], key), "loss": loss}
 
 
 def make_family(config: Any, spec: DataSpec, inputs: FamilyInputs = FamilyInputs()) -> Family:

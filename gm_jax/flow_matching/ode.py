@@ -130,11 +130,12 @@ def sample_ode(velocity_fn: VelocityFn, x0: jax.Array, t0: jax.Array = 0.0, t1: 
 
 
 def exact_divergence(velocity_fn: VelocityFn, x: jax.Array, t: jax.Array) -> jax.Array:
-    """``div v = tr(dv/dx)`` per example from the full Jacobian (``D`` forward-mode passes; Chen et al.
-    2018, Theorem 1). Assumes the network treats examples independently."""
+    """``div v = tr(dv/dx)`` per example from the full Jacobian (``D`` reverse-mode passes; Chen et al.
+    2018, Theorem 1). Assumes the network treats examples independently. Reverse mode, because networks
+    with a custom VJP (the U-Net's convolutions, :mod:`gm_jax.nn.im2col`) have no forward mode."""
     def single(xi: jax.Array, ti: jax.Array) -> jax.Array:
         fn = lambda v: velocity_fn(v[None], ti[None])[0].reshape(-1)
-        jac = jax.jacfwd(fn)(xi)
+        jac = jax.jacrev(fn)(xi)
         return jnp.trace(jac.reshape(jac.shape[0], -1))
 
     return jax.vmap(single)(x, _time_as_batch(t, x))
@@ -143,9 +144,12 @@ def exact_divergence(velocity_fn: VelocityFn, x: jax.Array, t: jax.Array) -> jax
 def hutchinson_divergence(velocity_fn: VelocityFn, x: jax.Array, t: jax.Array,
                           probe: jax.Array) -> jax.Array:
     """Unbiased estimate ``eps^T (dv/dx) eps`` of ``div v`` with ``E[eps eps^T] = I`` (Hutchinson 1989;
-    Grathwohl et al. 2019, eq. 7), one Jacobian-vector product for the whole batch."""
-    _, jvp = jax.jvp(lambda v: velocity_fn(v, _time_as_batch(t, x)), (x,), (probe,))
-    return jnp.sum((probe * jvp).reshape(x.shape[0], -1), axis=1)
+    Grathwohl et al. 2019, eq. 7), one vector-Jacobian product for the whole batch: ``eps^T (dv/dx)`` is
+    dotted with ``eps`` per example. Reverse mode, because networks with a custom VJP (the U-Net's
+    convolutions, :mod:`gm_jax.nn.im2col`) have no forward mode."""
+    _, vjp_fn = jax.vjp(lambda v: velocity_fn(v, _time_as_batch(t, x)), x)
+    (row,) = vjp_fn(probe)
+    return jnp.sum((probe * row).reshape(x.shape[0], -1), axis=1)
 
 
 def standard_normal_log_prob(x: jax.Array) -> jax.Array:

@@ -98,3 +98,28 @@ def test_reflow_pairs_lower_transport_cost():
     independent_cost = float(MEAN @ MEAN + np.trace(COV) + 2.0)  # E|x1 - x0|^2 for independent x0, x1
     assert reflow_cost < independent_cost - 1.0
     np.testing.assert_allclose(np.mean(np.asarray(pairs_x1), axis=0), MEAN, atol=0.1)
+
+
+@pytest.mark.parametrize("weight_grad", ["im2col", "xla"])
+def test_divergences_run_through_convolutions_with_a_custom_vjp(weight_grad):
+    """The U-Net's convolutions have a custom VJP and so no forward mode; both divergence estimators (flow
+    matching's and the diffusion probability-flow ODE's) use reverse mode. For the linear v(x) = K ⋆ x (3x3,
+    zero padding) every diagonal Jacobian entry is the centre tap K[1, 1, c, c], so div v = H·W·Σ_c K[1, 1, c, c];
+    Hutchinson's zᵀJz is zᵀ(K ⋆ z), computed here through XLA's plain convolution."""
+    from gm_jax.diffusion.likelihood import _divergence
+    from gm_jax.flow_matching.ode import exact_divergence, hutchinson_divergence
+    from gm_jax.nn.im2col import conv2d, same_padding
+
+    k_kernel, k_x, k_z = jax.random.split(jax.random.key(0), 3)
+    kernel = jax.random.normal(k_kernel, (3, 3, 2, 2))
+    x = jax.random.normal(k_x, (2, 5, 5, 2))
+    z = jax.random.rademacher(k_z, x.shape, jnp.float32)
+    pad = same_padding((3, 3))
+    velocity = lambda v, t: conv2d(v, kernel, pad, weight_grad)  # noqa: E731
+    want = 25.0 * float(jnp.trace(kernel[1, 1]))
+    np.testing.assert_allclose(exact_divergence(velocity, x, jnp.zeros(())), [want, want], rtol=1e-5)
+    quadratic = np.sum(np.asarray(z * conv2d(z, kernel, pad, "autodiff")).reshape(2, -1), axis=1)
+    np.testing.assert_allclose(hutchinson_divergence(velocity, x, jnp.zeros(()), z), quadratic, rtol=1e-5)
+    drift = lambda v: velocity(v, None)  # noqa: E731
+    np.testing.assert_allclose(_divergence(drift, x, None)[1], [want, want], rtol=1e-5)
+    np.testing.assert_allclose(_divergence(drift, x, z)[1], quadratic, rtol=1e-5)
