@@ -165,6 +165,8 @@ def _add_pretrained(sub: Any) -> None:
     x.add_argument("--check_num", type=int, default=128, help="eval images of the fixed-batch check metric")
     x.add_argument("--fid_num", type=int, default=0, help="also measure the FID of this many samples against as "
                    "many eval images (the headline of families without a likelihood; 0: not measured)")
+    x.add_argument("--check_metric", default="", help="the eval metric of the fixed-batch check (default: the "
+                   "headline when it is an eval metric)")
     x.add_argument("--headline", default="", help="the metric the sidecar leads with (default: bits_per_dim, nll, "
                    "... whichever the family reports first)")
     x.add_argument("--train_command", default="", help="the command that trained the run (recorded as given)")
@@ -532,7 +534,8 @@ def cmd_pretrained(args: argparse.Namespace, argv: Sequence[str]) -> int:
     sidecar = export_run(args.workdir, args.name, args.dtype, args.out or None, num_batches=args.num_batches,
                          check_num=args.check_num, headline=args.headline or None,
                          train_command=args.train_command or None, train_cpu_seconds=args.train_cpu_seconds,
-                         export_command="gm-jax " + shlex.join(argv), fid_num=args.fid_num)
+                         export_command="gm-jax " + shlex.join(argv), fid_num=args.fid_num,
+                         check_metric=args.check_metric or None)
     print(json.dumps({"name": sidecar["name"], "family": sidecar["family"], "storage_dtype": sidecar["storage_dtype"],
                       "size_bytes": sidecar["size_bytes"], "headline": sidecar["metrics"]["headline"],
                       "check": {k: sidecar["check"][k] for k in ("metric", "value", "num_images")},

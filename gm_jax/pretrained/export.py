@@ -134,7 +134,7 @@ def _sidecar(run: Run, state: TrainState, name: str, dtype: str, blob: bytes, ba
         "sha256": hashlib.sha256(blob).hexdigest(), "size_bytes": len(blob)}
 
 
-def _check_entry(run: Run, params: Any, headline: str, num: int) -> dict[str, Any]:
+def _check_entry(run: Run, params: Any, headline: str, num: int, wanted: str | None = None) -> dict[str, Any]:
     """The fixed-batch check metric: ``family.evaluate`` of the first ``num`` eval images, its value, and
     everything needed to recompute it (seed, threefry mode, tolerance)."""
     images = run.pipeline.eval_images(num)
@@ -143,6 +143,10 @@ def _check_entry(run: Run, params: Any, headline: str, num: int) -> dict[str, An
     name = headline.split("/", 1)[1]
     fallback = next((n for n in HEADLINE_PREFERENCE if n in values), sorted(values)[0])
     metric = name if headline.startswith("eval/") and name in values else fallback
+    if wanted:
+        require(wanted in values, f"--check_metric {wanted!r} is not a metric of this model; choose one of: "
+                f"{', '.join(sorted(values))}")
+        metric = wanted
     n, split = int(len(images["x"])), run.config.data.eval_split
     entry = {"metric": metric, "value": values[metric], "num_images": n, "seed": CHECK_SEED,
              "threefry_partitionable": partitionable, "rtol": CHECK_RTOL,
@@ -158,13 +162,14 @@ def _check_entry(run: Run, params: Any, headline: str, num: int) -> dict[str, An
 def export_run(workdir: str, name: str, dtype: str = "float32", out_dir: str | os.PathLike | None = None, *,
                train_command: str | None = None, train_cpu_seconds: float | None = None, num_batches: int = 0,
                check_num: int = 128, headline: str | None = None, export_command: str | None = None,
-               fid_num: int = 0) -> dict[str, Any]:
+               fid_num: int = 0, check_metric: str | None = None) -> dict[str, Any]:
     """Export the finished run in ``workdir`` as gallery model ``name`` into ``out_dir`` (default the package's
     ``gm_jax/pretrained/weights``); returns the sidecar. ``num_batches``: eval batches for the metrics (0: the
     whole eval split); ``check_num``: images of the check metric; ``train_command``/``train_cpu_seconds``: how
     the run was trained, as measured by the caller (recorded as given); ``fid_num`` > 0: also the FID of that
     many samples against as many eval images (``metrics.samples.fid``; the headline when the family reports no
-    likelihood)."""
+    likelihood); ``check_metric``: the eval metric of the check (default: the headline when it is one) — a
+    cheap one where the headline is costly to recompute in a test (a likelihood ODE)."""
     from gm_jax.train.loop import is_complete
 
     out = pathlib.Path(out_dir) if out_dir is not None else WEIGHTS_DIR
@@ -186,7 +191,7 @@ def export_run(workdir: str, name: str, dtype: str = "float32", out_dir: str | o
         provenance = {"train_cpu_seconds": train_cpu_seconds, "train_command": train_command,
                       "export_command": export_command}
         sidecar = _sidecar(run, state, name, dtype, blob, batch_spec, metrics, samples, main,
-                           _check_entry(run, loaded, main, check_num), provenance)
+                           _check_entry(run, loaded, main, check_num, check_metric), provenance)
         if fid:
             sidecar["metrics"]["samples"] = {"fid": fid}
         sidecar["metrics"]["eval_batches"] = num_batches or "all"
