@@ -76,6 +76,14 @@ def _sample_fid(run: Run, state: TrainState, params: Any, num: int) -> dict[str,
             "extractor": report["extractor"]["name"], "seed": 0}
 
 
+def _require_metric(run: Run, params: Any, wanted: str) -> None:
+    """``wanted`` must be a metric of the family's ``evaluate`` (its output names, from shapes only)."""
+    images = {k: jax.numpy.asarray(v) for k, v in run.pipeline.eval_images(2).items()}
+    names = jax.eval_shape(run.family.evaluate, params, images, jax.random.key(0))
+    require(wanted in names, f"--check_metric {wanted!r} is not a metric of this model; choose one of: "
+            f"{', '.join(sorted(names))}")
+
+
 def _evaluate(run: Run, state: TrainState, params: Any, num_batches: int) -> dict[str, float]:
     from gm_jax.train.loop import check_finite_metrics, evaluate
 
@@ -144,9 +152,7 @@ def _check_entry(run: Run, params: Any, headline: str, num: int, wanted: str | N
     fallback = next((n for n in HEADLINE_PREFERENCE if n in values), sorted(values)[0])
     metric = name if headline.startswith("eval/") and name in values else fallback
     if wanted:
-        require(wanted in values, f"--check_metric {wanted!r} is not a metric of this model; choose one of: "
-                f"{', '.join(sorted(values))}")
-        metric = wanted
+        metric = wanted  # its name was checked before the evaluation (_require_metric)
     n, split = int(len(images["x"])), run.config.data.eval_split
     entry = {"metric": metric, "value": values[metric], "num_images": n, "seed": CHECK_SEED,
              "threefry_partitionable": partitionable, "rtol": CHECK_RTOL,
@@ -184,6 +190,8 @@ def export_run(workdir: str, name: str, dtype: str = "float32", out_dir: str | o
             raise ConfigError(f"the run in {workdir} has not finished (step {step} of {run.config.train.num_steps}, "
                               "or no final.json); finish it with `gm-jax train` first")
         blob, loaded, batch_spec = _stored_params(run, state, dtype)
+        if check_metric:  # a wrong name fails before the (possibly long) evaluation
+            _require_metric(run, loaded, check_metric)
         metrics = _evaluate(run, state, loaded, num_batches)
         fid = _sample_fid(run, state, loaded, fid_num) if fid_num else None
         samples = {"samples/fid": fid["value"]} if fid else {}
